@@ -1,0 +1,44 @@
+import type { Arch } from '../image/types.ts';
+import type { Range } from '../memory/range.ts';
+
+/** What each segment is for; the CLI and `qkexec plan` print these names. */
+export type SegmentRole = 'kernel' | 'initrd' | 'dtb' | 'boot_params' | 'purgatory';
+
+/** A buffer to place: size and constraints, before placement. */
+export interface SegmentRequest {
+  role: SegmentRole;
+  /** Bytes of data. */
+  bufsz: bigint;
+  /** Bytes of memory the segment occupies at its destination (>= bufsz). */
+  memsz: bigint;
+  /** Destination alignment. */
+  align: bigint;
+  /** Lowest and highest (exclusive) acceptable destination addresses. */
+  min: bigint;
+  max: bigint;
+  /** Offset added after aligning (arm64 text_offset), default 0. */
+  offset?: bigint;
+  /** Prefer the highest fitting address (initrd, as kexec-tools does). */
+  topDown?: boolean;
+}
+
+/** A placed segment; `mem`/`memsz` are what kexec_load's kexec_segment gets. */
+export interface PlannedSegment extends SegmentRequest {
+  mem: bigint;
+}
+
+export type Strategy = 'quick' | 'standard';
+
+export interface KexecPlan {
+  arch: Arch;
+  strategy: Strategy;
+  /** Why this strategy: "payload fits the Quick kexec region", "no Quick kexec region", "too small by N bytes". */
+  reason: string;
+  segments: PlannedSegment[];
+  /** Physical address the kernel jumps to after relocation (purgatory). */
+  entry: bigint;
+  /** Bytes the kernel copies at reboot: 0 on the quick path. */
+  bytesToRelocate: bigint;
+  /** The Quick kexec region, when the memory map has one. */
+  region?: Range;
+}
