@@ -1,0 +1,60 @@
+/**
+ * Host commands the lab needs (apt-get, dpkg-deb, npm, tar, qemu). Every
+ * failure names the command and quotes the tail of its stderr, because a
+ * lab that says "exit code 100" leaves the user guessing.
+ */
+import { spawn } from 'node:child_process';
+
+export class HostCommandError extends Error {
+  constructor(
+    readonly command: string,
+    readonly code: number | null,
+    readonly stderr: string,
+  ) {
+    const tail = stderr.trim().split('\n').slice(-5).join('\n');
+    super(`${command} failed (exit ${code ?? 'signal'})${tail ? `:\n${tail}` : ''}`);
+    this.name = 'HostCommandError';
+  }
+}
+
+export interface RunOptions {
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Bytes fed to the command's stdin. */
+  input?: string;
+  /** Do not throw on a non-zero exit; the caller inspects `code`. */
+  allowFail?: boolean;
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  code: number | null;
+}
+
+export function run(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, {
+      cwd: opts.cwd,
+      env: opts.env ?? process.env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.on('error', (e) => reject(new HostCommandError(`${cmd} ${args.join(' ')}`, null, String(e))));
+    child.on('close', (code) => {
+      const r = { stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), code };
+      if (code !== 0 && !opts.allowFail) reject(new HostCommandError(`${cmd} ${args.join(' ')}`, code, r.stderr || r.stdout));
+      else resolve(r);
+    });
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+/** Quote a string for a POSIX shell (busybox sh in the guests). */
+export function shQuote(s: string): string {
+  if (/^[A-Za-z0-9_./=:,+@%-]+$/.test(s)) return s;
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
