@@ -47,6 +47,7 @@ interface Libc {
   syscall: (...args: any[]) => number | bigint;
   reboot: (cmd: number) => number;
   sync: () => void;
+  flock: (fd: number, op: number) => number;
 }
 
 let libc: Libc | undefined;
@@ -68,6 +69,7 @@ function loadLibc(): Libc {
     syscall: lib.func('long syscall(long number, ...)'),
     reboot: lib.func('int reboot(int cmd)'),
     sync: lib.func('void sync(void)'),
+    flock: lib.func('int flock(int fd, int operation)'),
   };
   return libc;
 }
@@ -148,6 +150,17 @@ export function kexecFileUnload(arch: Arch): number {
     'unsigned long', BigInt(KEXEC_FILE_UNLOAD),
   );
   return result(c, ret);
+}
+
+/** sys/file.h */
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+export const LOCK_UN = 8;
+
+/** flock(2); returns errno or 0. */
+export function flock(fd: number, op: number): number {
+  const c = loadLibc();
+  return result(c, c.flock(fd, op));
 }
 
 export function sync(): void {
