@@ -55,14 +55,15 @@ const crcTable = new Uint32Array(256).map((_, n) => {
   return c >>> 0;
 });
 
-/** zlib.crc32 exists from Node 20.15 / 22.2; older Node 20 gets the table. */
-function crc32(data: Uint8Array): number {
-  const native = (zlib as { crc32?: (d: Uint8Array) => number }).crc32;
-  if (native) return native(data) >>> 0;
+/** The gzip CRC-32 by table, for Node 20 releases before zlib.crc32 (20.15). */
+export function crc32Portable(data: Uint8Array): number {
   let c = 0xffffffff;
   for (let i = 0; i < data.length; i++) c = crcTable[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
   return (c ^ 0xffffffff) >>> 0;
 }
+
+const native = (zlib as { crc32?: (d: Uint8Array) => number }).crc32;
+const crc32 = native ? (d: Uint8Array) => native(d) >>> 0 : crc32Portable;
 
 type InflateInfo = { buffer: Buffer; engine: { bytesWritten: number } };
 
@@ -103,6 +104,7 @@ export function gunzip(bytes: Uint8Array, file: string, maxOutputLength = MAX_IM
     total += out.length;
     pos = trailer + TRAILER_SIZE;
   } while (r.has(pos, GZIP_MAGIC));
-  if (parts.length === 1) return parts[0]!;
-  return Buffer.concat(parts, total);
+  const out = parts.length === 1 ? parts[0]! : Buffer.concat(parts, total);
+  // A plain Uint8Array view: Buffer's slice() aliases where Uint8Array's copies.
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
 }

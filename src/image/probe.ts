@@ -76,7 +76,8 @@ export function probeFile(path: string, opts: ProbeOptions = {}): KernelImage {
     if (st.size > MAX_IMAGE_BYTES) {
       throw new FormatError(path, `file is ${st.size} bytes, larger than any kernel image (limit ${MAX_IMAGE_BYTES})`);
     }
-    bytes = readFileSync(path);
+    const buf = readFileSync(path);
+    bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
   } catch (e) {
     if (e instanceof QkexecError) throw e;
     const code = (e as { code?: string }).code ?? 'unreadable';

@@ -1,0 +1,57 @@
+/**
+ * The parsers against Debian's own kernels, when the lab has fetched them.
+ * Optional by design: unit tests must not download.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { describe, probe, probeFile } from '../../../src/image/probe.ts';
+import { XLF_CAN_BE_LOADED_ABOVE_4G, XLF_KERNEL_64 } from '../../../src/image/bzimage.ts';
+import { gzip } from './fixtures.ts';
+
+const cache = process.env.QKEXEC_CACHE ?? join(homedir(), '.cache', 'qkexec');
+const kernel = (arch: string) => join(cache, 'debian', arch, 'vmlinuz');
+
+// The compressors boot.rst lists for payload_offset.
+const PAYLOAD_MAGICS = ['1f8b', '1f9e', '425a', '5d00', 'fd37', '0221', '28b5'];
+
+test('real Debian x86_64 vmlinuz is a 64-bit relocatable bzImage', (t) => {
+  const path = kernel('x86_64');
+  if (!existsSync(path)) return t.skip(`${path} not cached; run the lab asset fetch`);
+  const img = probeFile(path);
+  t.diagnostic(describe(img));
+  assert.equal(img.kind, 'bzimage');
+  if (img.kind !== 'bzimage') return;
+  const h = img.setup_header;
+  assert.ok(h.version >= 0x020c);
+  assert.ok(h.xloadflags & XLF_KERNEL_64 && h.xloadflags & XLF_CAN_BE_LOADED_ABOVE_4G);
+  assert.equal(img.setupSize, (h.setup_sects + 1) * 512);
+  assert.equal(img.setupSize + img.bytes.length, img.file.length);
+  assert.ok(h.init_size >= img.bytes.length);
+  assert.ok(h.payload_offset > 0 && h.payload_length > 0);
+  const magic = Buffer.from(img.bytes.subarray(h.payload_offset, h.payload_offset + 2)).toString('hex');
+  assert.ok(PAYLOAD_MAGICS.includes(magic), `payload starts ${magic}`);
+  // kernel_version points (from 0x200) at the version string.
+  const kv = new DataView(img.file.buffer, img.file.byteOffset).getUint16(0x20e, true) + 0x200;
+  const version = Buffer.from(img.file.subarray(kv, kv + 64)).toString('latin1').split('\0')[0]!;
+  t.diagnostic(`kernel_version: ${version}`);
+  assert.match(version, /^\d+\.\d+/);
+});
+
+test('real Debian arm64 vmlinuz is a little-endian arm64 Image, also as Image.gz', (t) => {
+  const path = kernel('arm64');
+  if (!existsSync(path)) return t.skip(`${path} not cached; run the lab asset fetch`);
+  const img = probeFile(path);
+  t.diagnostic(describe(img));
+  assert.equal(img.kind, 'arm64-image');
+  if (img.kind !== 'arm64-image') return;
+  assert.equal(img.bigEndian, false);
+  assert.equal(img.text_offset, 0n, 'v5.8+ kernels have text_offset 0');
+  assert.ok(img.image_size >= BigInt(img.bytes.length));
+  if (!img.compressed) {
+    const gz = probe(gzip(img.bytes, { level: 1 }), `${path}.gz`);
+    assert.deepEqual({ ...gz, compressed: false }, img);
+  }
+});
