@@ -20,6 +20,12 @@ export interface SegmentRequest {
   offset?: bigint;
   /** Prefer the highest fitting address (initrd, as kexec-tools does). */
   topDown?: boolean;
+  /**
+   * Bytes kept free from the aligned base, when more than offset + memsz:
+   * the arm64 DTB owns its whole 2 MiB block. `min`/`max` bound this
+   * footprint [base, base + footprint). Default offset + memsz.
+   */
+  footprint?: bigint;
 }
 
 /** A placed segment; `mem`/`memsz` are what kexec_load's kexec_segment gets. */

@@ -1,0 +1,130 @@
+/**
+ * The placement decision: (requests, memory map, strategy) → KexecPlan.
+ *
+ * quick:    every segment inside the Quick kexec region. The payload is
+ *           written there at load time and nothing is copied at reboot.
+ * standard: every segment in free RAM outside all reservations. kexec_load
+ *           stages the data in whatever pages it can get and, at reboot,
+ *           copies every destination page (memsz, not just bufsz) into
+ *           place with the MMU off on arm64: that copy is bytesToRelocate.
+ * auto:     quick when the region exists and the payload fits; otherwise
+ *           standard, saying why. No flag, no new interface: the design
+ *           point the upstream discussion settled on.
+ */
+import { PlanError } from '../errors.ts';
+import type { Arch } from '../image/types.ts';
+import type { MemoryMap } from '../memory/map.ts';
+import { IOMEM_QUICK_KEXEC } from '../memory/map.ts';
+import { size, type Range } from '../memory/range.ts';
+import { formatRange, formatSize, intersect, normalize, subtract } from '../memory/ranges.ts';
+import { placeAll, shapeOf, type Shape } from './place.ts';
+import { X86_LOW_MEMORY_END } from './requests.ts';
+import { quickkexecParam, reserveSize } from './reserve.ts';
+import type { KexecPlan, PlannedSegment, SegmentRequest, Strategy } from './types.ts';
+
+export interface PlanInput {
+  arch: Arch;
+  requests: SegmentRequest[];
+  memory: MemoryMap;
+  strategy: 'auto' | Strategy;
+}
+
+export const REASON_QUICK_FITS = 'payload fits the Quick kexec region';
+export const REASON_NO_REGION = 'no Quick kexec region';
+export const REASON_STANDARD_ASKED = 'standard path requested';
+
+/** Lowest address any segment may use on this architecture. */
+function floorOf(arch: Arch): bigint {
+  return arch === 'x86_64' ? X86_LOW_MEMORY_END : 0n;
+}
+
+function isQuickRegion(r: { range: Range; name: string }, quick: Range): boolean {
+  return r.name === IOMEM_QUICK_KEXEC && r.range.start === quick.start && r.range.end === quick.end;
+}
+
+/** Free RAM for the standard path: RAM minus every reservation, the Quick kexec and crash regions included. */
+export function standardFree(memory: MemoryMap): Range[] {
+  return subtract(memory.ram, memory.reserved.map((r) => r.range));
+}
+
+/** Free memory for the quick path: the region (as far as it is RAM), minus anything else reserved inside it. */
+export function quickFree(memory: MemoryMap): Range[] {
+  const quick = memory.quick;
+  if (quick === undefined) return [];
+  const others = memory.reserved.filter((r) => !isQuickRegion(r, quick)).map((r) => r.range);
+  return subtract(intersect([quick], memory.ram), others);
+}
+
+function finish(
+  input: PlanInput,
+  strategy: Strategy,
+  reason: string,
+  segments: PlannedSegment[],
+): KexecPlan {
+  const purgatory = segments.find((s) => s.role === 'purgatory')!;
+  const bytesToRelocate = strategy === 'quick' ? 0n : segments.reduce((n, s) => n + s.memsz, 0n);
+  const plan: KexecPlan = { arch: input.arch, strategy, reason, segments, entry: purgatory.mem, bytesToRelocate };
+  if (input.memory.quick !== undefined) plan.region = { ...input.memory.quick };
+  return plan;
+}
+
+type QuickAttempt = { ok: true; segments: PlannedSegment[] } | { ok: false; reason: string; remedy: string };
+
+function tryQuick(input: PlanInput, shapes: Shape[]): QuickAttempt {
+  const quick = input.memory.quick;
+  const need = (): bigint => reserveSize(input.requests);
+  if (quick === undefined) return { ok: false, reason: REASON_NO_REGION, remedy: `boot with ${quickkexecParam(need())}` };
+  const placed = placeAll(shapes, quickFree(input.memory), floorOf(input.arch));
+  if (placed.ok) return placed;
+
+  const region = `Quick kexec region ${formatRange(quick)} (${formatSize(size(quick))})`;
+  const needed = need();
+  const param = quickkexecParam(needed);
+  if (needed > size(quick)) {
+    return { ok: false, reason: `${region} too small by ${needed - size(quick)} bytes`, remedy: `boot with ${param}` };
+  }
+  // Big enough, yet the payload does not go in: an address window the
+  // region is outside of (fixed ELF addresses, x86's below-4 GiB data), an
+  // unaligned region, or something else reserved inside it.
+  const fixed = input.requests.some((r) => r.role === 'kernel' && r.align <= 1n && r.max - r.min === r.memsz);
+  return {
+    ok: false,
+    reason: `${region} cannot hold the payload: ${placed.why}`,
+    remedy: fixed
+      ? 'load a relocatable kernel image (bzImage or Image): an ELF vmlinux must run at its linked physical addresses'
+      : `boot with ${param} (a 2 MiB aligned region${input.arch === 'x86_64' ? ' below 4 GiB' : ''})`,
+  };
+}
+
+function standard(input: PlanInput, shapes: Shape[], reason: string): KexecPlan {
+  const free = standardFree(input.memory);
+  const placed = placeAll(shapes, free, floorOf(input.arch));
+  if (placed.ok) return finish(input, 'standard', reason, placed.segments);
+  const payload = shapes.reduce((n, s) => n + s.memsz, 0n);
+  const ranges = normalize(free);
+  const largest = ranges.reduce<Range | undefined>((m, r) => (m === undefined || size(r) > size(m) ? r : m), undefined);
+  const total = ranges.reduce((n, r) => n + size(r), 0n);
+  const freeText =
+    largest === undefined
+      ? 'there is no free RAM outside the reservations'
+      : `free RAM is ${formatSize(total)} in ${ranges.length} range${ranges.length === 1 ? '' : 's'}, the largest ${formatRange(largest)} (${formatSize(size(largest))})`;
+  throw new PlanError('no-room', `payload of ${formatSize(payload)} does not fit in free RAM: ${placed.why}; ${freeText}`, {
+    remedy: 'use a smaller initramfs, or free memory (a smaller crashkernel= or quickkexec= reservation)',
+  });
+}
+
+export function makePlan(input: PlanInput): KexecPlan {
+  if (input.requests.length === 0) throw new PlanError('bad-request', 'nothing to place: no segment requests');
+  if (!input.requests.some((r) => r.role === 'purgatory')) {
+    throw new PlanError('bad-request', 'no purgatory segment: the plan needs one as its entry point');
+  }
+  const shapes = input.requests.map(shapeOf);
+  if (input.strategy === 'standard') return standard(input, shapes, REASON_STANDARD_ASKED);
+
+  const q = tryQuick(input, shapes);
+  if (q.ok) return finish(input, 'quick', REASON_QUICK_FITS, q.segments);
+  if (input.strategy === 'quick') {
+    throw new PlanError('quick-impossible', `cannot use the quick path: ${q.reason}`, { remedy: q.remedy });
+  }
+  return standard(input, shapes, q.reason);
+}
