@@ -6,6 +6,7 @@
 import { PlanError } from '../errors.ts';
 import { PAGE_SIZE, alignDown, alignUp, hex, type Range } from '../memory/range.ts';
 import { formatRange, formatSize, intersect, normalize, subtract } from '../memory/ranges.ts';
+import { PHYS_LIMIT } from './requests.ts';
 import type { PlannedSegment, SegmentRequest } from './types.ts';
 
 /** A request with every default applied and every size page-granular. */
@@ -38,7 +39,7 @@ export function shapeOf(req: SegmentRequest): Shape {
 }
 
 /** A window exactly the footprint's size: the segment has one possible address. */
-function isFixed(s: Shape): boolean {
+export function isFixed(s: Shape): boolean {
   return s.req.max - s.req.min === s.footprint;
 }
 
@@ -77,25 +78,30 @@ export type Placement = { ok: true; segments: PlannedSegment[] } | { ok: false; 
  * requests first so the movable ones cannot take their place, the rest in
  * the given order. Segments come back in request order.
  */
-export function placeAll(shapes: readonly Shape[], free: readonly Range[], floor: bigint): Placement {
+export function placeAll(shapes: readonly Shape[], free: readonly Range[], floor: bigint, where = 'free memory'): Placement {
   let avail = normalize(free);
   const order = shapes.map((s, i) => ({ s, i })).sort((a, b) => Number(isFixed(b.s)) - Number(isFixed(a.s)) || a.i - b.i);
   const out: PlannedSegment[] = new Array(shapes.length);
   for (const { s, i } of order) {
     const base = fit(s, avail, floor);
-    if (base === undefined) return { ok: false, failed: s, why: whyNot(s, avail, floor) };
+    if (base === undefined) return { ok: false, failed: s, why: whyNot(s, avail, floor, where) };
     out[i] = { ...s.req, memsz: s.memsz, mem: base + s.offset };
     avail = subtract(avail, [{ start: base, end: base + s.footprint }]);
   }
   return { ok: true, segments: out };
 }
 
-function whyNot(s: Shape, avail: readonly Range[], floor: bigint): string {
+function windowText(w: Range): string {
+  if (w.end >= PHYS_LIMIT) return w.start === 0n ? 'anywhere' : `at or above ${hex(w.start)}`;
+  return `within ${formatRange(w)}`;
+}
+
+function whyNot(s: Shape, avail: readonly Range[], floor: bigint, where: string): string {
   const window = { start: maxOf(s.req.min, floor), end: s.req.max };
   const what = `${s.req.role} (${formatSize(s.footprint)}`;
-  if (isFixed(s)) return `${what} at the fixed address ${hex(s.req.min)}) overlaps memory that is not free`;
+  if (isFixed(s)) return `${what} at the fixed address ${hex(s.req.min)}) is not all in ${where}`;
   if (window.end <= window.start || intersect(avail, [window]).length === 0) {
-    return `${what}) must lie within ${formatRange(window)}, where nothing is free`;
+    return `${what}) must lie ${windowText(window)}, where ${where} has nothing left`;
   }
-  return `no free ${what}, ${formatSize(s.align)} aligned) within ${formatRange(window)}`;
+  return `${where} has no ${what}, ${formatSize(s.align)} aligned) left ${windowText(window)}`;
 }

@@ -16,8 +16,8 @@ import type { Arch } from '../image/types.ts';
 import type { MemoryMap } from '../memory/map.ts';
 import { IOMEM_QUICK_KEXEC } from '../memory/map.ts';
 import { size, type Range } from '../memory/range.ts';
-import { formatRange, formatSize, intersect, normalize, subtract } from '../memory/ranges.ts';
-import { placeAll, shapeOf, type Shape } from './place.ts';
+import { formatRange, formatSize, intersect, normalize, overlaps, subtract } from '../memory/ranges.ts';
+import { isFixed, placeAll, shapeOf, type Shape } from './place.ts';
 import { X86_LOW_MEMORY_END } from './requests.ts';
 import { quickkexecParam, reserveSize } from './reserve.ts';
 import type { KexecPlan, PlannedSegment, SegmentRequest, Strategy } from './types.ts';
@@ -74,7 +74,7 @@ function tryQuick(input: PlanInput, shapes: Shape[]): QuickAttempt {
   const quick = input.memory.quick;
   const need = (): bigint => reserveSize(input.requests);
   if (quick === undefined) return { ok: false, reason: REASON_NO_REGION, remedy: `boot with ${quickkexecParam(need())}` };
-  const placed = placeAll(shapes, quickFree(input.memory), floorOf(input.arch));
+  const placed = placeAll(shapes, quickFree(input.memory), floorOf(input.arch), 'the region');
   if (placed.ok) return placed;
 
   const region = `Quick kexec region ${formatRange(quick)} (${formatSize(size(quick))})`;
@@ -86,11 +86,10 @@ function tryQuick(input: PlanInput, shapes: Shape[]): QuickAttempt {
   // Big enough, yet the payload does not go in: an address window the
   // region is outside of (fixed ELF addresses, x86's below-4 GiB data), an
   // unaligned region, or something else reserved inside it.
-  const fixed = input.requests.some((r) => r.role === 'kernel' && r.align <= 1n && r.max - r.min === r.memsz);
   return {
     ok: false,
     reason: `${region} cannot hold the payload: ${placed.why}`,
-    remedy: fixed
+    remedy: isFixed(placed.failed)
       ? 'load a relocatable kernel image (bzImage or Image): an ELF vmlinux must run at its linked physical addresses'
       : `boot with ${param} (a 2 MiB aligned region${input.arch === 'x86_64' ? ' below 4 GiB' : ''})`,
   };
@@ -98,9 +97,22 @@ function tryQuick(input: PlanInput, shapes: Shape[]): QuickAttempt {
 
 function standard(input: PlanInput, shapes: Shape[], reason: string): KexecPlan {
   const free = standardFree(input.memory);
-  const placed = placeAll(shapes, free, floorOf(input.arch));
+  const placed = placeAll(shapes, free, floorOf(input.arch), 'free RAM');
   if (placed.ok) return finish(input, 'standard', reason, placed.segments);
+
   const payload = shapes.reduce((n, s) => n + s.memsz, 0n);
+  if (isFixed(placed.failed)) {
+    // Name what is in the way: that is what the user can act on.
+    const f = placed.failed;
+    const at = { start: f.req.min, end: f.req.max };
+    const inTheWay = input.memory.reserved.filter((r) => overlaps(r.range, at)).map((r) => `"${r.name}"`);
+    const notRam = subtract([at], input.memory.ram).length > 0;
+    const blockers = [...new Set(inTheWay)].concat(notRam ? ['memory that is not System RAM'] : []);
+    if (blockers.length === 0) blockers.push('another fixed segment');
+    throw new PlanError('no-room', `payload of ${formatSize(payload)} does not fit in free RAM: ${f.req.role} must be at ${formatRange(at)}, which overlaps ${blockers.join(', ')}`, {
+      remedy: 'load a relocatable kernel image (bzImage or Image): an ELF vmlinux must run at its linked physical addresses',
+    });
+  }
   const ranges = normalize(free);
   const largest = ranges.reduce<Range | undefined>((m, r) => (m === undefined || size(r) > size(m) ? r : m), undefined);
   const total = ranges.reduce((n, r) => n + size(r), 0n);
