@@ -110,7 +110,17 @@ export interface BootParamsOptions {
   e820: E820Entry[];
   /** ACPI RSDP physical address (needed on EFI machines, see readAcpiRsdp). */
   acpiRsdp?: bigint;
+  /**
+   * struct screen_info (0x40 bytes) to pass on, e.g. the running kernel's
+   * from /sys/kernel/boot_params/data, so the new kernel finds the
+   * VGA/EFI framebuffer console as the kernel's kexec_file loader lets it.
+   * Without it the new kernel sees no video and only serial consoles work.
+   */
+  screenInfo?: Uint8Array;
 }
+
+/** sizeof(struct screen_info) */
+export const SCREEN_INFO_SIZE = 0x40;
 
 /** The setup_header fields this module needs, checked against the file. */
 interface HeaderFacts {
@@ -271,6 +281,13 @@ export function buildBootParams(opts: BootParamsOptions): Uint8Array {
   const dv = new DataView(out.buffer);
   const u64 = (off: number, v: bigint) => dv.setBigUint64(off, v, true);
 
+  if (opts.screenInfo !== undefined) {
+    if (opts.screenInfo.length !== SCREEN_INFO_SIZE) {
+      throw new QkexecError('bad-screen-info', `screen_info is ${opts.screenInfo.length} bytes, expected ${SCREEN_INFO_SIZE}`);
+    }
+    out.set(opts.screenInfo, BP.screen_info);
+  }
+
   // boot.rst, 64-bit boot protocol: zeroed boot_params, then the header
   // "from offset 0x01f1 of kernel image on", ending at 0x0202 + byte at 0x0201.
   out.set(file.subarray(BP.hdr, hdr.end), BP.hdr);
@@ -346,6 +363,7 @@ function writeE820(dv: DataView, at: number, entries: readonly E820Entry[]): voi
  */
 function setMemK(dv: DataView, e820: readonly E820Entry[]): void {
   const oneMiB = 0x100000n;
+  dv.setUint16(BP.screen_info_ext_mem_k, 0, true);
   for (const e of e820) {
     if (e.type !== E820_TYPE_RAM || e.size === 0n) continue;
     const end = e.addr + e.size - 1n;

@@ -246,6 +246,15 @@ test('fewer than two e820 entries is refused (the kernel would ignore the map)',
   assert.throws(() => buildBootParams(opts({ e820: [{ addr: 0n, size: 0x100000n, type: 1 }, { addr: 0x100000n, size: 0x100000n, type: 1 }] })), /1 entry/);
 });
 
+test('screen_info is passed on when given, with ext_mem_k recomputed', () => {
+  const si = new Uint8Array(0x40).map((_, i) => i + 1);
+  const bp = buildBootParams(opts({ screenInfo: si }));
+  assert.deepEqual(bp.subarray(0, 2), si.subarray(0, 2));
+  assert.equal(view(bp).getUint16(BP.screen_info_ext_mem_k, true), 0xfc00);
+  assert.deepEqual(bp.subarray(4, 0x40), si.subarray(4));
+  assert.throws(() => buildBootParams(opts({ screenInfo: new Uint8Array(0x3f) })), /screen_info is 63 bytes/);
+});
+
 test('acpi_rsdp_addr is written when given', () => {
   const bp = buildBootParams(opts({ acpiRsdp: 0x7fb7_e014n }));
   assert.equal(view(bp).getBigUint64(BP.acpi_rsdp_addr, true), 0x7fb7_e014n);
