@@ -1,0 +1,46 @@
+#!/bin/sh
+# Installs what qkexec's tests and lab need on a fresh Debian machine, and
+# nothing when it is already there: Debian packages (QEMU for both arches,
+# busybox, kexec-tools as the reference loader, GNU as for both arches to
+# check the purgatory encoders, the 6.12 source and toolchain for the
+# patched kernels), arm64 as a foreign dpkg architecture (the arm64 guest's
+# kernel, busybox and kexec-tools are Debian arm64 packages), and the npm
+# packages. Idempotent; safe to run on every `npm test`.
+set -eu
+cd "$(dirname "$0")/.."
+
+need=""
+have() { command -v "$1" >/dev/null 2>&1; }
+have qemu-system-x86_64 || need="$need qemu-system-x86"
+have qemu-system-aarch64 || need="$need qemu-system-arm"
+[ -x /bin/busybox ] || need="$need busybox-static"
+have kexec || need="$need kexec-tools"
+have aarch64-linux-gnu-as || need="$need binutils-aarch64-linux-gnu"
+have aarch64-linux-gnu-gcc || need="$need gcc-aarch64-linux-gnu"
+have cpio || need="$need cpio"
+have xz || need="$need xz-utils"
+have bc || need="$need bc"
+have bison || need="$need bison"
+have flex || need="$need flex"
+[ -f /usr/include/libelf.h ] || need="$need libelf-dev"
+[ -f /usr/include/openssl/ssl.h ] || need="$need libssl-dev"
+ls /usr/src/linux-source-6.12.tar.* >/dev/null 2>&1 || need="$need linux-source-6.12"
+
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  dpkg --add-architecture arm64
+  updated=no
+else
+  updated=yes
+fi
+if [ -n "$need" ] || [ "$updated" = no ]; then
+  echo "ensure-deps: apt-get install$need" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >&2
+  [ -z "$need" ] || apt-get install -y -q $need >&2
+fi
+
+# npm ci when node_modules is missing or older than the lock file.
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "ensure-deps: npm ci" >&2
+  npm ci --no-audit --no-fund >&2
+fi
