@@ -10,3 +10,4 @@ export { serializeFdt } from './serialize.ts';
 export {
   propString, propStrings, propU32, propU64, readCells, readString, readStrings, readU32, readU64,
 } from './props.ts';
+export { FDT_MAGIC } from './layout.ts';
