@@ -105,6 +105,5 @@ export function gunzip(bytes: Uint8Array, file: string, maxOutputLength = MAX_IM
     pos = trailer + TRAILER_SIZE;
   } while (r.has(pos, GZIP_MAGIC));
   const out = parts.length === 1 ? parts[0]! : Buffer.concat(parts, total);
-  // A plain Uint8Array view: Buffer's slice() aliases where Uint8Array's copies.
   return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
 }

@@ -35,7 +35,9 @@ function probeRaw(bytes: Uint8Array, file: string, context: string): KernelImage
   return undefined;
 }
 
-export function probe(bytes: Uint8Array, file: string, opts: ProbeOptions = {}): KernelImage {
+export function probe(input: Uint8Array, file: string, opts: ProbeOptions = {}): KernelImage {
+  // A plain Uint8Array view of a Buffer: Buffer's slice() aliases where Uint8Array's copies.
+  const bytes = new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
   const max = opts.maxInflatedBytes ?? MAX_IMAGE_BYTES;
   const raw = probeRaw(bytes, file, '');
   if (raw) return raw;
@@ -76,8 +78,7 @@ export function probeFile(path: string, opts: ProbeOptions = {}): KernelImage {
     if (st.size > MAX_IMAGE_BYTES) {
       throw new FormatError(path, `file is ${st.size} bytes, larger than any kernel image (limit ${MAX_IMAGE_BYTES})`);
     }
-    const buf = readFileSync(path);
-    bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+    bytes = readFileSync(path);
   } catch (e) {
     if (e instanceof QkexecError) throw e;
     const code = (e as { code?: string }).code ?? 'unreadable';

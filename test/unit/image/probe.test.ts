@@ -91,3 +91,14 @@ test('describe: one line per format with sizes and alignment', () => {
   );
   assert.equal(one(probe(elf64(), F)), 'x86_64 ELF vmlinux: 2 PT_LOAD, paddr 0x1000000-0x1205000 (2.0 MiB), entry 0x1000000');
 });
+
+test('probe returns plain Uint8Array views even when given a Buffer', () => {
+  const raw = Buffer.from(bzImage());
+  const img = probe(raw, F);
+  assert.equal(img.kind, 'bzimage');
+  if (img.kind !== 'bzimage') return;
+  assert.equal(Object.getPrototypeOf(img.file), Uint8Array.prototype);
+  assert.equal(Object.getPrototypeOf(img.bytes), Uint8Array.prototype);
+  assert.equal(img.file.buffer, raw.buffer, 'a view, not a copy');
+  assert.equal(Object.getPrototypeOf(probe(Buffer.from(gzip(arm64Image())), F).bytes), Uint8Array.prototype);
+});
