@@ -1,0 +1,147 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { PlanError } from '../../../src/errors.ts';
+import type { MemoryMap } from '../../../src/memory/map.ts';
+import { MiB, PAGE_SIZE, type Range } from '../../../src/memory/range.ts';
+import { contains, normalize, overlaps, setContains } from '../../../src/memory/ranges.ts';
+import { makePlan } from '../../../src/plan/plan.ts';
+import { PHYS_LIMIT } from '../../../src/plan/requests.ts';
+import type { KexecPlan, SegmentRequest } from '../../../src/plan/types.ts';
+
+const numRuns = Number(process.env.QKEXEC_FUZZ_RUNS ?? 200);
+const PAGES = (n: number): bigint => BigInt(n) * PAGE_SIZE;
+
+// RAM: up to four ranges in the first 16 GiB, page granular. Reserved: pieces of them.
+const memoryArb = fc
+  .record({
+    ram: fc.array(fc.tuple(fc.nat({ max: 1 << 22 }), fc.integer({ min: 1, max: 1 << 18 })), { minLength: 1, maxLength: 4 }),
+    reserved: fc.array(fc.tuple(fc.nat({ max: 3 }), fc.double({ min: 0, max: 1, noNaN: true }), fc.integer({ min: 1, max: 1 << 14 }), fc.constantFrom('Kernel code', 'reserved', 'Crash kernel')), { maxLength: 6 }),
+    quick: fc.option(fc.tuple(fc.nat({ max: 3 }), fc.double({ min: 0, max: 1, noNaN: true }), fc.integer({ min: 1, max: 120 })), { nil: undefined, freq: 3 }),
+  })
+  .map(({ ram, reserved, quick }): MemoryMap => {
+    const r = normalize(ram.map(([s, n]) => ({ start: PAGES(s), end: PAGES(s + n) })));
+    const pick = (i: number, frac: number, len: bigint, align: bigint): Range => {
+      const host = r[i % r.length]!;
+      const start = host.start + ((BigInt(Math.floor(frac * 1e6)) * (host.end - host.start)) / 1_000_000n / align) * align;
+      return { start, end: start + len };
+    };
+    const map: MemoryMap = { ram: r, reserved: reserved.map(([i, f, n, name]) => ({ range: pick(i, f, PAGES(n), PAGE_SIZE), name })) };
+    if (quick !== undefined) {
+      const [i, f, twoMiBs] = quick;
+      map.quick = pick(i, f, BigInt(twoMiBs) * 2n * MiB, 2n * MiB);
+      map.reserved.push({ range: map.quick, name: 'Quick kexec' });
+    }
+    return map;
+  });
+
+const role = fc.constantFrom<SegmentRequest['role']>('kernel', 'initrd', 'dtb', 'boot_params');
+const requestArb = fc
+  .record({
+    role,
+    memPages: fc.integer({ min: 1, max: 4096 }),
+    bufFrac: fc.double({ min: 0, max: 1, noNaN: true }),
+    alignLog: fc.integer({ min: 0, max: 23 }),
+    offsetPages: fc.option(fc.nat({ max: 128 }), { nil: undefined }),
+    footprintPages: fc.option(fc.nat({ max: 1024 }), { nil: undefined }),
+    window: fc.oneof({ arbitrary: fc.constant(undefined), weight: 3 }, { arbitrary: fc.tuple(fc.nat({ max: 1 << 22 }), fc.nat({ max: 1 << 22 })), weight: 1 }),
+    topDown: fc.boolean(),
+  })
+  .map((x): SegmentRequest => {
+    const memsz = PAGES(x.memPages);
+    const r: SegmentRequest = {
+      role: x.role,
+      memsz,
+      bufsz: BigInt(Math.floor(Number(memsz) * x.bufFrac)),
+      align: 1n << BigInt(x.alignLog),
+      min: x.window ? PAGES(Math.min(...x.window)) : 0n,
+      max: x.window ? PAGES(Math.max(...x.window) + x.memPages) : PHYS_LIMIT,
+      topDown: x.topDown,
+    };
+    if (x.offsetPages !== undefined) r.offset = PAGES(x.offsetPages);
+    if (x.footprintPages !== undefined) r.footprint = PAGES(x.footprintPages);
+    return r;
+  });
+const requestsArb = fc
+  .tuple(fc.array(requestArb, { minLength: 1, maxLength: 5 }), fc.boolean())
+  .map(([rs, low]) => [...rs, { role: 'purgatory' as const, bufsz: 100n, memsz: PAGE_SIZE, align: PAGE_SIZE, min: 0n, max: low ? 1n << 32n : PHYS_LIMIT }]);
+
+function footprint(s: KexecPlan['segments'][number]): Range {
+  const offset = s.offset ?? 0n;
+  const base = s.mem - offset;
+  const fp = s.footprint !== undefined && s.footprint > offset + s.memsz ? s.footprint : offset + s.memsz;
+  return { start: base, end: base + fp };
+}
+
+function checkPlan(plan: KexecPlan, memory: MemoryMap, arch: 'x86_64' | 'arm64', requests: SegmentRequest[]): void {
+  assert.equal(plan.segments.length, requests.length);
+  const others = memory.reserved.filter((r) => !(memory.quick && r.name === 'Quick kexec' && r.range.start === memory.quick.start)).map((r) => r.range);
+  const feet: Range[] = [];
+  plan.segments.forEach((s, i) => {
+    const req = requests[i]!;
+    assert.equal(s.role, req.role);
+    const f = footprint(s);
+    const align = req.align > PAGE_SIZE ? req.align : PAGE_SIZE;
+    assert.equal(s.mem % PAGE_SIZE, 0n, 'page aligned');
+    assert.equal(s.memsz % PAGE_SIZE, 0n, 'page granular');
+    assert.ok(s.memsz >= req.memsz && s.memsz >= s.bufsz);
+    assert.equal(f.start % align, 0n, 'aligned base');
+    assert.ok(f.start >= req.min && f.end <= req.max, 'inside its window');
+    if (arch === 'x86_64') assert.ok(f.start >= MiB, 'x86: never below 1 MiB');
+    assert.ok(setContains(memory.ram, f), 'inside RAM');
+    for (const r of others) assert.ok(!overlaps(f, r), 'outside reserved');
+    if (plan.strategy === 'quick') assert.ok(contains(memory.quick!, f), 'inside the Quick kexec region');
+    else if (memory.quick) assert.ok(!overlaps(f, memory.quick), 'standard path leaves the region alone');
+    for (const g of feet) assert.ok(!overlaps(f, g), 'no two segments overlap');
+    feet.push(f);
+  });
+  assert.equal(plan.entry, plan.segments.find((s) => s.role === 'purgatory')!.mem);
+  const total = plan.segments.reduce((n, s) => n + s.memsz, 0n);
+  assert.equal(plan.bytesToRelocate, plan.strategy === 'quick' ? 0n : total);
+}
+
+test('property: any memory map and requests give a PlanError or a valid plan', () => {
+  let plans = 0;
+  let quick = 0;
+  fc.assert(
+    fc.property(memoryArb, requestsArb, fc.constantFrom('x86_64' as const, 'arm64' as const), fc.constantFrom('auto' as const, 'quick' as const, 'standard' as const), (memory, requests, arch, strategy) => {
+      let plan: KexecPlan;
+      try {
+        plan = makePlan({ arch, requests, memory, strategy });
+      } catch (e) {
+        if (!(e instanceof PlanError)) throw e;
+        if (strategy === 'auto' && memory.quick) assert.match(e.message, /does not fit in free RAM/);
+        return;
+      }
+      plans++;
+      if (plan.strategy === 'quick') quick++;
+      assert.ok(strategy === 'auto' || plan.strategy === strategy);
+      checkPlan(plan, memory, arch, requests);
+      if (strategy === 'auto' && plan.strategy === 'standard') {
+        assert.match(plan.reason, memory.quick ? /^Quick kexec region 0x[0-9a-f]+-0x[0-9a-f]+ \(.*\) (too small by \d+ bytes|cannot hold the payload: .+)$/ : /^no Quick kexec region$/);
+        // Falling back is only allowed when the quick path is impossible.
+        assert.throws(() => makePlan({ arch, requests, memory, strategy: 'quick' }), (e: unknown) => e instanceof PlanError && e.code === 'quick-impossible');
+      }
+    }),
+    { numRuns },
+  );
+  // Guard against a generator that only ever produces failures.
+  assert.ok(plans > numRuns / 10, `only ${plans} of ${numRuns} cases produced a plan`);
+  assert.ok(quick > 0 || numRuns < 50, 'no case took the quick path');
+  if (process.env.QKEXEC_PLAN_STATS) console.log({ plans, quick, numRuns });
+});
+
+test('property: with room to spare, auto takes the quick path', () => {
+  fc.assert(
+    fc.property(requestsArb, (requests) => {
+      const anywhere = requests.map((r) => ({ ...r, min: 0n, max: PHYS_LIMIT }));
+      const quick = { start: 1n << 33n, end: (1n << 33n) + 2n * 1024n * MiB };
+      const memory: MemoryMap = { ram: [{ start: 0n, end: 1n << 34n }], reserved: [{ range: quick, name: 'Quick kexec' }], quick };
+      const plan = makePlan({ arch: 'arm64', requests: anywhere, memory, strategy: 'auto' });
+      assert.equal(plan.strategy, 'quick');
+      assert.equal(plan.reason, 'payload fits the Quick kexec region');
+      checkPlan(plan, memory, 'arm64', anywhere);
+    }),
+    { numRuns },
+  );
+});
