@@ -20,7 +20,7 @@ test('probe dispatches on magic numbers', () => {
 test('probe: unknown bytes say which magics were looked for, and where', () => {
   const expected =
     "not a Linux kernel image (starts 49 6e 69 74 72 64 21 00): expected arm64 Image magic 'ARM\\x64' at 0x38, " +
-    "bzImage 'HdrS' at 0x202, gzip 1f 8b, EFI zboot 'MZ..zimg', or ELF 7f 45 4c 46 at 0 at offset 0x0";
+    "bzImage 'HdrS' at 0x202, gzip 1f 8b, EFI zboot 'MZ..zimg', or ELF 7f 45 4c 46 at offset 0x0";
   const junk = new Uint8Array(0x1000);
   junk.set(new TextEncoder().encode('Initrd!'));
   assert.throws(() => probe(junk, F), { name: 'FormatError', message: `${F}: ${expected}` });
