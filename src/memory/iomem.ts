@@ -49,7 +49,7 @@ export function parseIomem(text: string, file = '/proc/iomem'): IomemResource[] 
     if (line.trim() === '') continue;
 
     const fail = (what: string): never => {
-      throw new FormatError(file, `line ${lineNo}: ${what} (offset is the line's byte offset)`, { offset: at });
+      throw new FormatError(file, `line ${lineNo} (offset = its first byte): ${what}`, { offset: at });
     };
 
     const m = LINE.exec(line);

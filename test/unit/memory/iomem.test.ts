@@ -30,16 +30,19 @@ test('parseIomem accepts the top of the 64-bit space, CRLF and a missing final n
   assert.equal(roots[0]!.children[0]!.name, 'x');
 });
 
+function offsetHex(text: string, line: number): string {
+  return (text.split('\n').slice(0, line - 1).join('\n').length + (line > 1 ? 1 : 0)).toString(16);
+}
+
 function formatError(text: string, re: RegExp, line: number): void {
   assert.throws(
     () => parseIomem(text, '/tmp/iomem'),
     (e: unknown) => {
       assert.ok(e instanceof FormatError, String(e));
       assert.equal(e.file, '/tmp/iomem');
-      assert.match(e.message, new RegExp(`^/tmp/iomem: line ${line}: `));
+      assert.match(e.message, new RegExp(`^/tmp/iomem: line ${line} \\(offset = its first byte\\): .* at offset 0x${offsetHex(text, line)}$`));
       assert.match(e.message, re);
-      const offset = text.split('\n').slice(0, line - 1).join('\n').length + (line > 1 ? 1 : 0);
-      assert.equal(e.offset, offset);
+      assert.equal(e.offset, parseInt(offsetHex(text, line), 16));
       return true;
     },
   );
