@@ -1,0 +1,248 @@
+/**
+ * The report's charts, as standalone SVG strings: Vega-Lite specs compiled
+ * to Vega and rendered headless in Node (no browser, no canvas), so the
+ * report is one self-contained HTML file.
+ *
+ *  - latencyChart: exec → new kernel's first line against payload size,
+ *    one line per loader, one panel per arch; medians with IQR bars.
+ *  - phasesChart: per loader, the phases of one reboot stacked, at the
+ *    largest payload measured on each arch.
+ *
+ * Colours and symbols are fixed per loader, so a loader looks the same in
+ * both charts and in every report.
+ */
+import * as vl from 'vega-lite';
+import * as vega from 'vega';
+import { ARCHES, LOADER_LABELS, LOADERS, type Loader } from './results.ts';
+import { archesOf, loadersOf, payloadsOf, type SummaryRow } from './stats.ts';
+
+/** kexec-tools in cool colours and hollow symbols, qkexec in warm ones, filled. */
+const LOADER_STYLE: Record<Loader, { colour: string; shape: string }> = {
+  'kexec-tools': { colour: '#7f7f7f', shape: 'circle' },
+  'kexec-tools-i': { colour: '#1f77b4', shape: 'square' },
+  'kexec-tools-s': { colour: '#17becf', shape: 'triangle-up' },
+  'kexec-tools-quick-region': { colour: '#9467bd', shape: 'diamond' },
+  'qkexec-classic': { colour: '#ff7f0e', shape: 'circle' },
+  'qkexec-file': { colour: '#bcbd22', shape: 'square' },
+  'qkexec-quick-classic': { colour: '#d62728', shape: 'triangle-up' },
+  'qkexec-quick-file': { colour: '#2ca02c', shape: 'diamond' },
+};
+
+const PHASES = [
+  { key: 'exec', label: 'exec → first line', colour: '#d62728' },
+  { key: 'boot', label: 'first line → userspace', colour: '#ff9896' },
+  { key: 'load', label: 'load (before the reboot)', colour: '#c7c7c7' },
+] as const;
+
+export const CHART_WIDTH = 900;
+const FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif';
+
+const CONFIG = {
+  font: FONT,
+  background: 'white',
+  padding: 12,
+  title: { fontSize: 17, subtitleFontSize: 13, subtitleColor: '#555', anchor: 'start', offset: 14 },
+  axis: { labelFontSize: 12, titleFontSize: 13, titleFontWeight: 'normal', titleColor: '#333', gridColor: '#e6e6e6' },
+  header: { labelFontSize: 14, labelFontWeight: 'bold', labelColor: '#222' },
+  legend: { labelFontSize: 12, titleFontSize: 13, labelLimit: 0, symbolSize: 90 },
+  view: { stroke: '#ccc' },
+} as const;
+
+/** Renders a Vega-Lite spec to an SVG string. */
+export async function renderSvg(spec: vl.TopLevelSpec): Promise<string> {
+  const view = new vega.View(vega.parse(vl.compile(spec).spec), { renderer: 'none' });
+  try {
+    return await view.toSVG();
+  } finally {
+    view.finalize();
+  }
+}
+
+function loaderScale(loaders: readonly Loader[]) {
+  return {
+    domain: loaders.map((l) => LOADER_LABELS[l]),
+    range: loaders.map((l) => LOADER_STYLE[l].colour),
+  };
+}
+
+function payloadLabel(mib: number): string {
+  return mib === 0 ? 'floor (0)' : String(mib);
+}
+
+/** Repeats per cell as a phrase: "5 repeats", or "3–5 repeats" when cells differ. */
+function repeatsPhrase(rows: readonly SummaryRow[]): string {
+  const ns = rows.map((r) => r.okN).filter((n) => n > 0);
+  if (ns.length === 0) return 'no successful runs';
+  const lo = Math.min(...ns);
+  const hi = Math.max(...ns);
+  return lo === hi ? `${lo} repeat${lo === 1 ? '' : 's'}` : `${lo}–${hi} repeats`;
+}
+
+/**
+ * Exec → first line against payload, one panel per arch. The y axis is
+ * logarithmic when the medians span more than a factor 20 (kexec-tools'
+ * checksum against quick kexec is two orders of magnitude on arm64),
+ * linear otherwise; each arch has its own y scale.
+ */
+export function latencySpec(rows: readonly SummaryRow[]): vl.TopLevelSpec {
+  const values = rows.flatMap((r) => {
+    const s = r.stats.execToFirstLineMs;
+    if (!s) return [];
+    return [{
+      arch: r.arch,
+      loader: LOADER_LABELS[r.loader],
+      payload: payloadLabel(r.payloadMiB),
+      payloadMiB: r.payloadMiB,
+      median: s.median,
+      q1: s.q1,
+      q3: s.q3,
+      n: s.n,
+    }];
+  });
+  const medians = values.map((v) => v.median);
+  const positive = medians.length > 0 && Math.min(...values.map((v) => v.q1)) > 0;
+  const log = positive && Math.max(...medians) / Math.min(...medians) > 20;
+  const loaders = LOADERS.filter((l) => rows.some((r) => r.loader === l && r.stats.execToFirstLineMs));
+  const arches = archesOf(rows);
+  const payloads = [...new Set(values.map((v) => v.payloadMiB))].sort((a, b) => a - b).map(payloadLabel);
+  const panelWidth = arches.length > 1 ? 330 : 700;
+  const colour = { field: 'loader', type: 'nominal', title: 'loader', scale: loaderScale(loaders) } as const;
+  const shape = {
+    field: 'loader', type: 'nominal', title: 'loader',
+    scale: { domain: loaders.map((l) => LOADER_LABELS[l]), range: loaders.map((l) => LOADER_STYLE[l].shape) },
+  } as const;
+  const y = {
+    field: 'median', type: 'quantitative',
+    title: `median time, ms${log ? ' (log scale)' : ''}`,
+    scale: log ? { type: 'log' } : { zero: true },
+    axis: { format: ',~r' },
+  } as const;
+  const tooltip = [
+    { field: 'loader', type: 'nominal' }, { field: 'payloadMiB', type: 'quantitative', title: 'payload MiB' },
+    { field: 'median', type: 'quantitative', format: ',.1f' }, { field: 'q1', type: 'quantitative', format: ',.1f' },
+    { field: 'q3', type: 'quantitative', format: ',.1f' }, { field: 'n', type: 'quantitative' },
+  ] as const;
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: {
+      text: 'Exec → new kernel’s first console line, by payload size',
+      subtitle: `median of ${repeatsPhrase(rows)} per point; bars span the interquartile range. Lower is better.`,
+    },
+    data: { values },
+    facet: {
+      column: { field: 'arch', type: 'nominal', title: null, sort: [...ARCHES] },
+    },
+    spec: {
+      width: panelWidth,
+      height: 320,
+      encoding: {
+        x: {
+          field: 'payload', type: 'ordinal', sort: payloads, title: 'initramfs payload, MiB',
+          scale: { type: 'point', padding: 0.4 }, axis: { labelAngle: 0 },
+        },
+        color: colour,
+      },
+      layer: [
+        { mark: { type: 'rule', strokeWidth: 1.5, opacity: 0.7 }, encoding: { y: { ...y, field: 'q1' }, y2: { field: 'q3' } } },
+        { mark: { type: 'line', strokeWidth: 2 }, encoding: { y } },
+        { mark: { type: 'point', filled: true, size: 70, opacity: 1 }, encoding: { y, shape, tooltip } },
+      ],
+    },
+    resolve: { scale: { y: 'independent' } },
+    config: { ...CONFIG, legend: { ...CONFIG.legend, orient: 'bottom', columns: 2, direction: 'vertical' } },
+  } as vl.TopLevelSpec;
+}
+
+/**
+ * The phases of one reboot per loader, stacked, at each arch's largest
+ * payload. Downtime first (exec → first line, first line → userspace),
+ * so bar lengths up to the load segment compare directly; load is drawn
+ * last and pale because quick kexec's point is to do it while services
+ * still run. "first line → userspace" is the difference of the medians,
+ * so a bar's downtime part ends at the median exec → userspace.
+ */
+export function phasesSpec(rows: readonly SummaryRow[]): vl.TopLevelSpec {
+  // One data set for both layers: facets partition the facet's data only.
+  const values: Record<string, unknown>[] = [];
+  for (const arch of archesOf(rows)) {
+    const largest = payloadsOf(rows, arch).at(-1)!;
+    const panel = `${arch} · ${payloadLabel(largest)} MiB payload`;
+    for (const loader of loadersOf(rows, arch)) {
+      const row = rows.find((r) => r.arch === arch && r.loader === loader && r.payloadMiB === largest);
+      if (!row || row.okN === 0) continue;
+      const first = row.stats.execToFirstLineMs?.median;
+      const user = row.stats.execToUserspaceMs?.median;
+      const ms: Record<(typeof PHASES)[number]['key'], number | undefined> = {
+        exec: first,
+        boot: first !== undefined && user !== undefined ? Math.max(0, user - first) : undefined,
+        load: row.stats.loadMs?.median,
+      };
+      let end = 0;
+      PHASES.forEach((p, order) => {
+        const v = ms[p.key];
+        if (v === undefined) return;
+        values.push({ kind: 'bar', panel, loader: LOADER_LABELS[loader], phase: p.label, order, ms: v, start: end, end: end + v });
+        end += v;
+      });
+      const down = user ?? first;
+      values.push({
+        kind: 'total', panel, loader: LOADER_LABELS[loader], end,
+        label: down === undefined ? '' : `${fmtMs(down)} down`,
+      });
+    }
+  }
+  const loaders = LOADERS.filter((l) => values.some((v) => v.loader === LOADER_LABELS[l]));
+  const phases = PHASES.filter((p) => values.some((v) => v.phase === p.label));
+  const yEnc = { field: 'loader', type: 'nominal', title: null, sort: loaders.map((l) => LOADER_LABELS[l]), axis: { labelLimit: 0, labelFontSize: 12.5 } } as const;
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: {
+      text: 'Where one kexec reboot’s time goes, per loader',
+      subtitle: 'medians; exec → userspace is the downtime, load (pale) runs before it while services still run',
+    },
+    facet: { row: { field: 'panel', type: 'nominal', title: null, header: { labelAngle: 0, labelAlign: 'left', labelAnchor: 'start', labelOrient: 'top' } } },
+    data: { values },
+    spec: {
+      width: 430,
+      height: { step: 26 },
+      layer: [
+        {
+          transform: [{ filter: "datum.kind === 'bar'" }],
+          mark: { type: 'bar', height: { band: 0.72 } },
+          encoding: {
+            y: yEnc,
+            x: { field: 'start', type: 'quantitative', title: 'ms since exec (load shown after, off the critical path)', axis: { format: ',~r' } },
+            x2: { field: 'end' },
+            color: {
+              field: 'phase', type: 'nominal', title: 'phase', sort: phases.map((p) => p.label),
+              scale: { domain: phases.map((p) => p.label), range: phases.map((p) => p.colour) },
+            },
+            order: { field: 'order', type: 'quantitative' },
+            tooltip: [{ field: 'loader' }, { field: 'phase' }, { field: 'ms', type: 'quantitative', format: ',.1f' }],
+          },
+        },
+        {
+          transform: [{ filter: "datum.kind === 'total'" }],
+          mark: { type: 'text', align: 'left', dx: 5, fontSize: 12, color: '#333' },
+          encoding: { y: yEnc, x: { field: 'end', type: 'quantitative' }, text: { field: 'label' } },
+        },
+      ],
+    },
+    resolve: { scale: { x: 'independent', y: 'independent' } },
+    config: { ...CONFIG, legend: { ...CONFIG.legend, orient: 'top' } },
+  } as vl.TopLevelSpec;
+}
+
+/** Milliseconds as the report writes them: 0.8 ms, 83.6 ms, 1,234 ms. */
+export function fmtMs(ms: number): string {
+  if (ms < 100) return `${ms.toFixed(1)} ms`;
+  return `${Math.round(ms).toLocaleString('en-US')} ms`;
+}
+
+export async function latencyChart(rows: readonly SummaryRow[]): Promise<string> {
+  return renderSvg(latencySpec(rows));
+}
+
+export async function phasesChart(rows: readonly SummaryRow[]): Promise<string> {
+  return renderSvg(phasesSpec(rows));
+}

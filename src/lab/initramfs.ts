@@ -1,0 +1,182 @@
+/**
+ * Guest images. Uncompressed cpio throughout: gzip decompression in the
+ * kernel is slow under TCG and would blur the timings.
+ *
+ * Second stage (the payload kexec'd into): busybox and an /init that reports
+ * one line, `QKLAB:second-up token=… marker=… cmdline=…`, proving that the
+ * new kernel runs, got the command line the loader was given, and unpacked
+ * the initramfs the loader was given. Optional incompressible padding makes
+ * the payload as large as a benchmark needs.
+ *
+ * First stage (the guest that loads and execs): busybox, kexec-tools, node,
+ * the qkexec bundle, the second kernel at /boot/k2 and the second initramfs
+ * at /boot/i2, and an /init that runs a generated scenario script. Progress
+ * is reported with QKLAB:… lines on the console (see scenario.ts).
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, open, readdir, readlink, lstat, rename, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { join, posix } from 'node:path';
+import { CpioWriter } from './cpio.ts';
+import { cachePath } from './cache.ts';
+import { shQuote } from './host.ts';
+import type { GuestFile } from './elf-deps.ts';
+
+export const MARKER_FILE = '/qklab-marker';
+export const TOKEN_PARAM = 'qklab.token';
+export const QKEXEC_DIR = '/qkexec';
+export const K2 = '/boot/k2';
+export const I2 = '/boot/i2';
+export const SCENARIO_FILE = '/qklab/scenario.sh';
+
+export interface ImageInfo {
+  path: string;
+  bytes: number;
+}
+
+/** Writes the directories and device node every guest needs before /init runs. */
+async function skeleton(w: CpioWriter, busybox: string): Promise<void> {
+  for (const d of ['/proc', '/sys', '/dev', '/tmp', '/bin', '/sbin', '/usr/bin', '/usr/sbin']) await w.dir(d);
+  // The kernel opens /dev/console for init before anything is mounted.
+  await w.device('/dev/console', 'c', 5, 1);
+  await w.file('/bin/busybox', busybox, { mode: 0o755 });
+  await w.symlink('/bin/sh', 'busybox');
+}
+
+async function writeImage(out: string, fill: (w: CpioWriter) => Promise<void>): Promise<ImageInfo> {
+  const tmp = `${out}.tmp`;
+  const w = await CpioWriter.create(tmp);
+  try {
+    await fill(w);
+    const bytes = await w.finish();
+    await rename(tmp, out);
+    return { path: out, bytes };
+  } catch (e) {
+    await w.abort();
+    await rm(tmp, { force: true });
+    throw e;
+  }
+}
+
+export interface SecondStageOptions {
+  busybox: string;
+  /** Expected value of qklab.token= on the new kernel's command line. */
+  token: string;
+  /** Expected contents of /qklab-marker. */
+  marker: string;
+  /** MiB of incompressible padding (payload-size benchmarks). */
+  paddingMB?: number;
+  out: string;
+}
+
+export function secondStageInit(token: string, marker: string): string {
+  const bb = '/bin/busybox';
+  return `#!/bin/busybox sh
+${bb} mount -t proc proc /proc
+${bb} mount -t sysfs sysfs /sys
+${bb} mount -t devtmpfs devtmpfs /dev
+cmdline=$(${bb} cat /proc/cmdline)
+token=missing
+case " $cmdline " in *${shQuote(` ${TOKEN_PARAM}=${token} `)}*) token=ok ;; esac
+marker=missing
+[ "$(${bb} cat ${MARKER_FILE} 2>/dev/null)" = ${shQuote(marker)} ] && marker=ok
+echo "QKLAB:second-up token=$token marker=$marker cmdline=$cmdline" >/dev/console
+${bb} reboot -f
+${bb} sleep 30
+`;
+}
+
+export async function buildSecondStage(o: SecondStageOptions): Promise<ImageInfo> {
+  const padding = o.paddingMB ? await paddingFile(o.paddingMB) : undefined;
+  return writeImage(o.out, async (w) => {
+    await skeleton(w, o.busybox);
+    await w.file('/init', Buffer.from(secondStageInit(o.token, o.marker)), { mode: 0o755 });
+    await w.file(MARKER_FILE, Buffer.from(o.marker));
+    if (padding !== undefined) await w.file('/qklab-padding', padding);
+  });
+}
+
+/**
+ * `mb` MiB of random bytes, cached: incompressible so neither the kernel's
+ * unpacker nor any loader can shortcut it.
+ */
+export async function paddingFile(mb: number): Promise<string> {
+  if (!Number.isInteger(mb) || mb <= 0) throw new Error(`padding must be a positive whole number of MiB, got ${mb}`);
+  const dir = cachePath('padding');
+  const path = join(dir, `${mb}M.bin`);
+  if (existsSync(path)) return path;
+  await mkdir(dir, { recursive: true });
+  const tmp = `${path}.${process.pid}.tmp`;
+  const fh = await open(tmp, 'w');
+  try {
+    for (let i = 0; i < mb; i++) await fh.write(randomBytes(1 << 20));
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path);
+  return path;
+}
+
+export interface FirstStageOptions {
+  busybox: string;
+  /** kexec-tools and its libraries (GuestFile lists from assets.ts). */
+  kexec?: GuestFile[];
+  /** node and its libraries; needed for qkexec. */
+  node?: GuestFile[];
+  /** Output of `npm run bundle -- --out DIR`, placed at /qkexec. */
+  bundleDir?: string;
+  kernel2: string;
+  initrd2: string;
+  /** Shell script sourced by /init (see scenario.ts). */
+  scenario: string;
+  out: string;
+}
+
+export function firstStageInit(): string {
+  const bb = '/bin/busybox';
+  return `#!/bin/busybox sh
+${bb} mount -t proc proc /proc
+${bb} mount -t sysfs sysfs /sys
+${bb} mount -t devtmpfs devtmpfs /dev
+${bb} --install -s
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/
+echo QKLAB:first-up
+. ${SCENARIO_FILE}
+echo "QKLAB:fail the scenario script returned"
+reboot -f
+sleep 30
+`;
+}
+
+/** Adds a host directory tree (regular files, symlinks, dirs) under `guest`. */
+async function addTree(w: CpioWriter, host: string, guest: string): Promise<void> {
+  await w.dir(guest);
+  for (const e of (await readdir(host)).sort()) {
+    const h = join(host, e);
+    const g = posix.join(guest, e);
+    const st = await lstat(h);
+    if (st.isDirectory()) await addTree(w, h, g);
+    else if (st.isSymbolicLink()) await w.symlink(g, await readlink(h));
+    else if (st.isFile()) await w.file(g, h);
+  }
+}
+
+async function addFiles(w: CpioWriter, files: GuestFile[]): Promise<void> {
+  for (const f of files) {
+    // kexec and node share libc & co.: the first copy wins (same sysroot).
+    if (!w.has(f.guest)) await w.file(f.guest, f.host, f.mode === undefined ? {} : { mode: f.mode });
+  }
+}
+
+export async function buildFirstStage(o: FirstStageOptions): Promise<ImageInfo> {
+  return writeImage(o.out, async (w) => {
+    await skeleton(w, o.busybox);
+    await w.file('/init', Buffer.from(firstStageInit()), { mode: 0o755 });
+    await w.file(SCENARIO_FILE, Buffer.from(o.scenario), { mode: 0o644 });
+    if (o.kexec) await addFiles(w, o.kexec);
+    if (o.node) await addFiles(w, o.node);
+    if (o.bundleDir) await addTree(w, o.bundleDir, QKEXEC_DIR);
+    await w.file(K2, o.kernel2, { mode: 0o644 });
+    await w.file(I2, o.initrd2, { mode: 0o644 });
+  });
+}

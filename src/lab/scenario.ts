@@ -1,0 +1,398 @@
+/**
+ * A scenario: boot a first kernel, load a second one with some loader, exec
+ * it, and time each phase from the host's clock on serial lines.
+ *
+ * The guest reports with QKLAB:… lines (all echoed to the console):
+ *   QKLAB:first-up                      first-stage /init runs
+ *   QKLAB:load-start name=N             a load begins
+ *   QKLAB:load-done rc=R name=N         … and ended with exit status R
+ *   QKLAB:stderr name=N <line>          the loader's stderr, line by line
+ *   QKLAB:loaded=V name=N               /sys/kernel/kexec_loaded after it
+ *   QKLAB:exec                          the exec command starts
+ *   QKLAB:fail <why>                    the guest gave up (then reboots)
+ *   QKLAB:second-up token=… marker=… cmdline=…   the second kernel's /init
+ * and the kernel itself prints "kexec_core: Starting new kernel" when it
+ * commits to the kexec, and the new kernel's first line carries the
+ * printk timestamp [    0.000000].
+ *
+ * Phases (ms, host clock):
+ *   loadMs             load-start → load-done of the load that is exec'd
+ *   execCommandMs      QKLAB:exec → "Starting new kernel" (exec command's own
+ *                      start-up, e.g. node's, plus sync and device shutdown)
+ *   execToFirstLineMs  "Starting new kernel" → new kernel's first line:
+ *                      relocation, purgatory and the new kernel's earliest boot
+ *   execToUserspaceMs  "Starting new kernel" → QKLAB:second-up
+ *   markerToFirstLineMs QKLAB:exec → new kernel's first line (all of the above)
+ * When the kernel line is missing the exec marker is the anchor instead
+ * (result.execAnchor says which).
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ensureAssets, type Arch, type ArchAssets } from './assets.ts';
+import { ensureBundle } from './bundle.ts';
+import { shQuote } from './host.ts';
+import { buildFirstStage, buildSecondStage, I2, K2, QKEXEC_DIR, TOKEN_PARAM } from './initramfs.ts';
+import { CONSOLE_APPEND, EARLY_CONSOLE, Guest, type GuestExit } from './qemu.ts';
+import { acquireGuestSlot } from './slots.ts';
+import { silentReporter, type Reporter } from './progress.ts';
+import { cachePath } from './cache.ts';
+
+export const LOADERS = [
+  'kexec-tools', 'kexec-tools-i', 'kexec-tools-s',
+  'qkexec-classic', 'qkexec-file', 'qkexec-auto',
+] as const;
+export type Loader = (typeof LOADERS)[number];
+
+export function isQkexec(l: Loader): boolean {
+  return l.startsWith('qkexec-');
+}
+
+export interface LoadStep {
+  kind: 'load';
+  /** Names the load in the QKLAB lines (default "main"). */
+  name?: string;
+  /** Guest path of the kernel (default /boot/k2). */
+  kernel?: string;
+  /** Guest path of the initramfs (default /boot/i2); null for none. */
+  initrd?: string | null;
+  /** Replaces the generated command line (token, consoles…) entirely. */
+  append?: string;
+  /** Extra loader arguments for this load (after the scenario's loaderArgs). */
+  args?: string[];
+  /** This load must fail (non-zero exit) and leave kexec_loaded at 0. */
+  expectFail?: boolean;
+  loader?: Loader;
+}
+export interface ShellStep {
+  kind: 'shell';
+  /** Runs in the first-stage guest (busybox sh). */
+  script: string;
+}
+export interface ExecStep {
+  kind: 'exec';
+  loader?: Loader;
+}
+export type Step = LoadStep | ShellStep | ExecStep;
+
+export interface Scenario {
+  name: string;
+  arch: Arch;
+  /** Host path of the kernel booted first (default: the stock Debian kernel). */
+  firstKernel?: string;
+  /** Host path of the kernel kexec'd into (default: the stock Debian kernel). */
+  secondKernel?: string;
+  loader: Loader;
+  /** Extra arguments for every load. */
+  loaderArgs?: string[];
+  /** Default: one load, then exec. */
+  steps?: Step[];
+  /** Added to the first kernel's command line (e.g. quickkexec=…). */
+  firstAppend?: string;
+  /** Added to the second kernel's command line. */
+  secondAppend?: string;
+  /** MiB of incompressible padding in the second initramfs. */
+  paddingMB?: number;
+  memMB?: number;
+  timeoutMs?: number;
+  /** qkexec bundle directory; built with `npm run bundle` when absent. */
+  bundleDir?: string;
+  /** Default true: the second kernel must reach its /init. */
+  expectSecondUp?: boolean;
+}
+
+export interface LoadRecord {
+  name: string;
+  rc?: number;
+  loaded?: number;
+  stderr: string[];
+  startMs?: number;
+  doneMs?: number;
+}
+
+export interface Phases {
+  loadMs?: number;
+  execCommandMs?: number;
+  execToFirstLineMs?: number;
+  execToUserspaceMs?: number;
+  markerToFirstLineMs?: number;
+}
+
+/** Host times (ms since QEMU was started) of the scenario's landmarks. */
+export interface Marks {
+  firstUp?: number;
+  exec?: number;
+  kernelStarting?: number;
+  newKernelFirstLine?: number;
+  secondUp?: number;
+}
+
+export interface ScenarioResult {
+  name: string;
+  arch: Arch;
+  loader: Loader;
+  ok: boolean;
+  failures: string[];
+  phases: Phases;
+  marks: Marks;
+  execAnchor?: 'kernel' | 'marker';
+  /** The new kernel's first line, as printed. */
+  newKernelFirstLine?: string;
+  loads: LoadRecord[];
+  second?: { token: string; marker: string; cmdline: string };
+  exit?: GuestExit;
+  sizes: { kernel2?: number; initrd1?: number; initrd2?: number };
+  qemu: string;
+  /** Serial log with host timestamps. */
+  log: string[];
+  /** Written when the scenario failed (or always with keepLogs). */
+  logFile?: string;
+}
+
+export interface RunOptions {
+  reporter?: Reporter;
+  /** Where failed guests' logs go (default <cache>/logs). */
+  logDir?: string;
+  keepLogs?: boolean;
+  /** Reuse fetched assets (saves a stat walk per run). */
+  assets?: ArchAssets;
+  echo?: boolean;
+}
+
+const QKEXEC = `node ${QKEXEC_DIR}/qkexec.mjs`;
+
+function loadArgv(loader: Loader, kernel: string, initrd: string | null, append: string, extra: string[]): string[] {
+  if (isQkexec(loader)) {
+    const syscall = loader.slice('qkexec-'.length);
+    return [
+      ...QKEXEC.split(' '), 'load', '--kernel', kernel,
+      ...(initrd === null ? [] : ['--initrd', initrd]),
+      '--append', append, '--syscall', syscall, ...extra,
+    ];
+  }
+  const flag = { 'kexec-tools': [], 'kexec-tools-i': ['-i'], 'kexec-tools-s': ['-s'] }[loader as 'kexec-tools'];
+  return ['kexec', '-l', kernel, ...(initrd === null ? [] : [`--initrd=${initrd}`]), `--append=${append}`, ...flag, ...extra];
+}
+
+function execArgv(loader: Loader): string[] {
+  return isQkexec(loader) ? [...QKEXEC.split(' '), 'exec'] : ['kexec', '-e'];
+}
+
+export function secondAppend(s: Scenario, token: string): string {
+  return [EARLY_CONSOLE[s.arch], CONSOLE_APPEND[s.arch], 'printk.time=1 panic=-1', `${TOKEN_PARAM}=${token}`, s.secondAppend ?? '']
+    .join(' ')
+    .trim();
+}
+
+/** The first-stage scenario script (sourced by /init). */
+export function scenarioScript(s: Scenario, token: string): string {
+  const steps = s.steps ?? [{ kind: 'load' }, { kind: 'exec' }];
+  const lines = [
+    'qk_fail() { echo "QKLAB:fail $*"; reboot -f; sleep 30; }',
+    '# qk_load NAME ok|fail CMD...: runs a load and reports it',
+    'qk_load() {',
+    '  name=$1; expect=$2; shift 2',
+    '  echo "QKLAB:load-start name=$name"',
+    '  "$@" 2>/tmp/qklab-stderr; rc=$?',
+    '  echo "QKLAB:load-done rc=$rc name=$name"',
+    '  while IFS= read -r l; do echo "QKLAB:stderr name=$name $l"; done </tmp/qklab-stderr',
+    '  echo "QKLAB:loaded=$(cat /sys/kernel/kexec_loaded) name=$name"',
+    '  if [ "$expect" = ok ] && [ "$rc" != 0 ]; then qk_fail "load $name failed with rc=$rc"; fi',
+    '  if [ "$expect" = fail ] && [ "$rc" = 0 ]; then qk_fail "load $name succeeded but was expected to fail"; fi',
+    '}',
+  ];
+  for (const st of steps) {
+    if (st.kind === 'shell') {
+      lines.push(st.script);
+    } else if (st.kind === 'load') {
+      const argv = loadArgv(
+        st.loader ?? s.loader,
+        st.kernel ?? K2,
+        st.initrd === undefined ? I2 : st.initrd,
+        st.append ?? secondAppend(s, token),
+        [...(s.loaderArgs ?? []), ...(st.args ?? [])],
+      );
+      lines.push(`qk_load ${shQuote(st.name ?? 'main')} ${st.expectFail ? 'fail' : 'ok'} ${argv.map(shQuote).join(' ')}`);
+    } else {
+      lines.push('echo QKLAB:exec', `${execArgv(st.loader ?? s.loader).map(shQuote).join(' ')}`, 'qk_fail "exec returned with rc=$?"');
+    }
+  }
+  return lines.join('\n') + '\n';
+}
+
+/** Reads the serial log back into landmarks, loads and phases, and checks the expectations. */
+export function analyse(s: Scenario, lines: { t: number; text: string }[], token: string): Pick<ScenarioResult, 'failures' | 'phases' | 'marks' | 'execAnchor' | 'newKernelFirstLine' | 'loads' | 'second'> {
+  const failures: string[] = [];
+  const marks: Marks = {};
+  const loads = new Map<string, LoadRecord>();
+  const rec = (name: string): LoadRecord => {
+    let r = loads.get(name);
+    if (r === undefined) {
+      r = { name, stderr: [] };
+      loads.set(name, r);
+    }
+    return r;
+  };
+  let execIndex = -1;
+  let lastLoadBeforeExec: LoadRecord | undefined;
+  let second: ScenarioResult['second'];
+  let firstLine: string | undefined;
+  let startingIndex = -1;
+  lines.forEach((l, i) => {
+    const x = l.text;
+    let m: RegExpExecArray | null;
+    if (marks.firstUp === undefined && /QKLAB:first-up/.test(x)) marks.firstUp = l.t;
+    else if ((m = /QKLAB:load-start name=(\S+)/.exec(x))) rec(m[1]).startMs = l.t;
+    else if ((m = /QKLAB:load-done rc=(\d+) name=(\S+)/.exec(x))) {
+      const r = rec(m[2]);
+      r.rc = Number(m[1]);
+      r.doneMs = l.t;
+      if (execIndex < 0 && r.rc === 0) lastLoadBeforeExec = r;
+    } else if ((m = /QKLAB:stderr name=(\S+) (.*)$/.exec(x))) rec(m[1]).stderr.push(m[2]);
+    else if ((m = /QKLAB:loaded=(\d+) name=(\S+)/.exec(x))) rec(m[2]).loaded = Number(m[1]);
+    else if ((m = /QKLAB:fail (.*)$/.exec(x))) failures.push(`guest: ${m[1]}`);
+    else if (execIndex < 0 && /QKLAB:exec\b/.test(x)) {
+      execIndex = i;
+      marks.exec = l.t;
+    } else if (execIndex >= 0 && startingIndex < 0 && /Starting new kernel/.test(x)) {
+      startingIndex = i;
+      marks.kernelStarting = l.t;
+    } else if (execIndex >= 0 && marks.newKernelFirstLine === undefined && /\[\s*0\.000000\]/.test(x)) {
+      marks.newKernelFirstLine = l.t;
+      firstLine = x;
+    } else if ((m = /QKLAB:second-up token=(\S+) marker=(\S+) cmdline=(.*)$/.exec(x))) {
+      marks.secondUp = l.t;
+      second = { token: m[1], marker: m[2], cmdline: m[3] };
+    }
+  });
+
+  const steps = s.steps ?? [{ kind: 'load' }, { kind: 'exec' }];
+  for (const st of steps) {
+    if (st.kind !== 'load') continue;
+    const name = st.name ?? 'main';
+    const r = loads.get(name);
+    if (r?.rc === undefined) {
+      failures.push(`load ${name}: never finished`);
+      continue;
+    }
+    if (st.expectFail) {
+      if (r.rc === 0) failures.push(`load ${name}: succeeded but should have failed`);
+      if (r.loaded !== 0) failures.push(`load ${name}: failed load left /sys/kernel/kexec_loaded=${r.loaded}, expected 0`);
+    } else {
+      if (r.rc !== 0) failures.push(`load ${name}: exit status ${r.rc}; stderr: ${r.stderr.join(' | ') || '(empty)'}`);
+      else if (r.loaded !== 1) failures.push(`load ${name}: succeeded but /sys/kernel/kexec_loaded=${r.loaded}, expected 1`);
+    }
+  }
+  if (s.expectSecondUp ?? true) {
+    if (marks.exec === undefined) failures.push('the guest never reached the exec step');
+    else if (marks.newKernelFirstLine === undefined) failures.push('no line from a new kernel after exec');
+    if (second === undefined) failures.push('the second kernel never reached its /init (no QKLAB:second-up)');
+    else {
+      if (second.token !== 'ok') failures.push(`second kernel: ${TOKEN_PARAM}=${token} missing from /proc/cmdline: ${second.cmdline}`);
+      if (second.marker !== 'ok') failures.push('second kernel: /qklab-marker missing or wrong (not the initramfs that was loaded?)');
+    }
+  }
+
+  const anchor = marks.kernelStarting ?? marks.exec;
+  const diff = (a?: number, b?: number): number | undefined => (a === undefined || b === undefined ? undefined : a - b);
+  const phases: Phases = {
+    loadMs: diff(lastLoadBeforeExec?.doneMs, lastLoadBeforeExec?.startMs),
+    execCommandMs: diff(marks.kernelStarting, marks.exec),
+    execToFirstLineMs: diff(marks.newKernelFirstLine, anchor),
+    execToUserspaceMs: diff(marks.secondUp, anchor),
+    markerToFirstLineMs: diff(marks.newKernelFirstLine, marks.exec),
+  };
+  return {
+    failures,
+    phases,
+    marks,
+    execAnchor: marks.kernelStarting !== undefined ? 'kernel' : marks.exec !== undefined ? 'marker' : undefined,
+    newKernelFirstLine: firstLine,
+    loads: [...loads.values()],
+    second,
+  };
+}
+
+export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<ScenarioResult> {
+  const rep = opts.reporter ?? silentReporter;
+  const assets = opts.assets ?? (await ensureAssets(s.arch, { reporter: rep }));
+  const usesQkexec = isQkexec(s.loader) || (s.steps ?? []).some((st) => st.kind !== 'shell' && st.loader !== undefined && isQkexec(st.loader));
+  const bundleDir = usesQkexec ? (s.bundleDir ?? (await ensureBundle(s.arch))) : undefined;
+  const token = randomBytes(8).toString('hex');
+  const marker = `qklab-marker-${randomBytes(8).toString('hex')}`;
+  const work = await mkdtemp(join(tmpdir(), 'qklab-'));
+  try {
+    const kernel2 = s.secondKernel ?? assets.kernel;
+    const i2 = await buildSecondStage({ busybox: assets.busybox, token, marker, paddingMB: s.paddingMB, out: join(work, 'i2.cpio') });
+    const i1 = await rep.step(`${s.name}: guest image`, () =>
+      buildFirstStage({
+        busybox: assets.busybox,
+        kexec: assets.kexec,
+        node: usesQkexec ? assets.node : undefined,
+        bundleDir,
+        kernel2,
+        initrd2: i2.path,
+        scenario: scenarioScript(s, token),
+        out: join(work, 'i1.cpio'),
+      }),
+    );
+    const release = await acquireGuestSlot(() => rep.info(`${s.name}: waiting for a free guest slot`));
+    let guest: Guest;
+    try {
+      guest = await rep.step(`${s.name}: guest`, async () => {
+        const g = Guest.start({
+          arch: s.arch,
+          kernel: s.firstKernel ?? assets.kernel,
+          initrd: i1.path,
+          append: `panic=-1 ${s.firstAppend ?? ''}`.trim(),
+          memMB: s.memMB ?? 1024 + 3 * (s.paddingMB ?? 0),
+          timeoutMs: s.timeoutMs ?? 180_000,
+          echo: opts.echo,
+        });
+        // The guest reboots (and QEMU exits, -no-reboot) after second-up or a
+        // failure; a guest that does not is killed shortly after.
+        g.onLine((l) => {
+          if (/QKLAB:(second-up|fail)|Kernel panic/.test(l.text)) setTimeout(() => g.kill('did not exit after its last line'), 5000).unref();
+        });
+        await g.exited;
+        return g;
+      });
+    } finally {
+      await release();
+    }
+    const a = analyse(s, guest.lines, token);
+    const exit = guest.exit!;
+    if (exit.timedOut) a.failures.unshift(`guest timed out after ${(s.timeoutMs ?? 180_000) / 1000} s`);
+    const result: ScenarioResult = {
+      name: s.name,
+      arch: s.arch,
+      loader: s.loader,
+      ok: a.failures.length === 0,
+      ...a,
+      exit,
+      sizes: { initrd1: i1.bytes, initrd2: i2.bytes },
+      qemu: guest.command,
+      log: guest.logLines(),
+    };
+    if (!result.ok || opts.keepLogs) {
+      const file = join(opts.logDir ?? cachePath('logs'), `${s.name.replace(/[^\w.-]+/g, '_')}-${Date.now()}.log`);
+      await guest.saveLog(file);
+      result.logFile = file;
+    }
+    return result;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** A short human summary of a failed result: failures, log file, log tail. */
+export function describeFailure(r: ScenarioResult, tail = 40): string {
+  return [
+    `scenario ${r.name} failed:`,
+    ...r.failures.map((f) => `  - ${f}`),
+    r.logFile ? `full log: ${r.logFile}` : '',
+    `--- last ${tail} serial lines ---`,
+    ...r.log.slice(-tail),
+  ].join('\n');
+}
