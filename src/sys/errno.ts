@@ -7,6 +7,7 @@
  */
 import { SystemError } from '../errors.ts';
 import { hex, PAGE_SIZE } from '../memory/range.ts';
+import { formatSize } from '../memory/ranges.ts';
 
 /** Linux errno values (asm-generic/errno-base.h, errno.h: same on x86_64 and arm64). */
 export const ERRNO = {
@@ -90,11 +91,6 @@ export interface SyscallContext {
   cmdlineLen?: number;
 }
 
-function mib(v: bigint): string {
-  const tenths = (v * 10n + 512n * 1024n) / (1024n * 1024n);
-  return `${tenths / 10n}.${tenths % 10n} MiB`;
-}
-
 function describeSegment(s: SegmentInfo, i: number): string {
   return `segment ${i} (${s.role}) at ${hex(s.mem)}+${hex(s.memsz)}`;
 }
@@ -141,12 +137,12 @@ export function diagnoseSegments(
     let total = 0n;
     for (const [i, s] of segments.entries()) {
       if (s.memsz > half) {
-        return { errno: ERRNO.EINVAL, reason: `${describeSegment(s, i)} is ${mib(s.memsz)}, more than half of RAM (${mib(opts.totalRam)}), which the kernel refuses` };
+        return { errno: ERRNO.EINVAL, reason: `${describeSegment(s, i)} is ${formatSize(s.memsz)}, more than half of RAM (${formatSize(opts.totalRam)}), which the kernel refuses` };
       }
       total += s.memsz;
     }
     if (total > half) {
-      return { errno: ERRNO.EINVAL, reason: `the payload is ${mib(total)}, more than half of RAM (${mib(opts.totalRam)}), which the kernel refuses` };
+      return { errno: ERRNO.EINVAL, reason: `the payload is ${formatSize(total)}, more than half of RAM (${formatSize(opts.totalRam)}), which the kernel refuses` };
     }
   }
   return undefined;
@@ -257,7 +253,7 @@ export function kexecError(errno: number, ctx: SyscallContext): SystemError {
       );
     case ERRNO.ENOMEM:
       return mk(
-        `${sc} failed (ENOMEM): not enough free memory to hold the payload${ctx.segments ? ` (${mib(ctx.segments.reduce((a, s) => a + s.memsz, 0n))})` : ''}`,
+        `${sc} failed (ENOMEM): not enough free memory to hold the payload${ctx.segments ? ` (${formatSize(ctx.segments.reduce((a, s) => a + s.memsz, 0n))})` : ''}`,
         'free memory (drop caches, stop services), use a smaller initramfs, or reserve a Quick kexec region (qkexec plan --reserve)',
       );
     case ERRNO.E2BIG:

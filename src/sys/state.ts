@@ -27,6 +27,8 @@ export const PATHS = {
   kexecLoadLimitReboot: '/proc/sys/kernel/kexec_load_limit_reboot',
   lockdown: '/sys/kernel/security/lockdown',
   efiSystab: '/sys/firmware/efi/systab',
+  bootParamsData: '/sys/kernel/boot_params/data',
+  bootId: '/proc/sys/kernel/random/boot_id',
 } as const;
 
 /** linux/capability.h */
@@ -197,11 +199,9 @@ export class SysReader {
     return b === undefined ? undefined : { bytes: new Uint8Array(b.buffer, b.byteOffset, b.byteLength), file };
   }
 
-  /** /proc/cmdline without its trailing newline. */
-  cmdline(): string {
-    const t = this.text(PATHS.cmdline, 'running kernel command line');
-    if (t === undefined) throw new SystemError('ENOENT', `${this.path(PATHS.cmdline)} does not exist`, { remedy: 'mount /proc' });
-    return t.replace(/\n$/, '');
+  /** /proc/cmdline without its trailing newline; undefined when /proc is not mounted. */
+  cmdline(): string | undefined {
+    return this.text(PATHS.cmdline, 'running kernel command line')?.replace(/\n$/, '');
   }
 
   memTotal(): bigint | undefined {
@@ -242,6 +242,21 @@ export class SysReader {
       // Only a hint for the ACPI RSDP; boot_params works without it.
       return undefined;
     }
+  }
+
+  /** x86: the running kernel's own boot_params (for its acpi_rsdp_addr); undefined if unreadable. */
+  bootParamsData(): Uint8Array | undefined {
+    try {
+      const b = this.read(this.path(PATHS.bootParamsData), 'boot_params of the running kernel');
+      return b === undefined ? undefined : new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Identifies this boot: a state file from another boot is stale. */
+  bootId(): string | undefined {
+    return this.text(PATHS.bootId, 'boot id')?.trim();
   }
 
   privileges(): Privileges {

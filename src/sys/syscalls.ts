@@ -174,6 +174,23 @@ export function sync(): void {
 export function syncAndRebootKexec(): number {
   const c = loadLibc();
   c.sync();
-  const ret = c.reboot(LINUX_REBOOT_CMD_KEXEC);
-  return ret === -1 ? c.koffi.errno() : 0;
+  return result(c, c.reboot(LINUX_REBOOT_CMD_KEXEC));
 }
+
+/** reboot(LINUX_REBOOT_CMD_KEXEC) alone, for callers that have synced (kexec-tools' -y). */
+export function rebootKexecNoSync(): number {
+  const c = loadLibc();
+  return result(c, c.reboot(LINUX_REBOOT_CMD_KEXEC));
+}
+
+/** The kernel entry points the load/exec/unload operations use; replaceable to exercise their error paths. */
+export interface KexecCalls {
+  kexecLoad: typeof kexecLoad;
+  kexecFileLoad: typeof kexecFileLoad;
+  kexecUnload: typeof kexecUnload;
+  kexecFileUnload: typeof kexecFileUnload;
+  syncAndRebootKexec: typeof syncAndRebootKexec;
+  rebootKexecNoSync: typeof rebootKexecNoSync;
+}
+
+export const KERNEL: KexecCalls = { kexecLoad, kexecFileLoad, kexecUnload, kexecFileUnload, syncAndRebootKexec, rebootKexecNoSync };

@@ -51,7 +51,7 @@ test('signature errors, ENOEXEC, ENOMEM, EBUSY', () => {
     assert.match(kexecError(n, { syscall: 'kexec_file_load', action: 'load', kernelFile: '/boot/k' }).message, /\/boot\/k .*signature was rejected/);
   }
   assert.match(kexecError(ERRNO.ENOEXEC, { syscall: 'kexec_file_load', action: 'load', kernelFile: '/boot/k' }).message, /does not recognise its format/);
-  assert.match(kexecError(ERRNO.ENOMEM, { syscall: 'kexec_load', action: 'load', segments: good }).message, /12\.0 MiB/);
+  assert.match(kexecError(ERRNO.ENOMEM, { syscall: 'kexec_load', action: 'load', segments: good }).message, /12 MiB/);
   assert.match(kexecError(ERRNO.EBUSY, { syscall: 'kexec_load', action: 'load' }).message, /busy/);
   assert.match(kexecError(ERRNO.EINVAL, { syscall: 'reboot', action: 'exec' }).message, /no kernel is loaded/);
 });
@@ -68,7 +68,7 @@ test('diagnoseSegments replays sanity_check_segment_list', () => {
   assert.match(diagnoseSegments([seg('initrd', 0x1000000n, 600n * MiB)], { totalRam: 1024n * MiB })!.reason, /more than half of RAM/);
   assert.match(
     diagnoseSegments([seg('kernel', 0x1000000n, 300n * MiB), seg('initrd', 0x40000000n, 300n * MiB)], { totalRam: 1024n * MiB })!.reason,
-    /payload is 600\.0 MiB/,
+    /payload is 600 MiB/,
   );
   assert.match(diagnoseSegments(Array.from({ length: 17 }, (_, i) => seg('x', BigInt(i) * 0x1000n, 0x1000n)))!.reason, /at most 16/);
   assert.match(diagnoseSegments(good, { archFlag: 183 << 16, expectedArchFlag: 62 << 16 })!.reason, /another architecture/);

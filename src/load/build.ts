@@ -1,0 +1,199 @@
+/**
+ * From a probed kernel, the initrd and the system snapshot to the plan and
+ * the exact bytes kexec_load gets: the boot data is sized first (its size
+ * does not depend on addresses), the planner places every segment, then
+ * the boot data and purgatory are built with the planned addresses.
+ *
+ * Pure: inputs in, segments out. The system-specific inputs (e820, RSDP,
+ * running device tree) are read by the caller and passed in.
+ */
+import { QkexecError, PlanError } from '../errors.ts';
+import type { Arch, Arm64Image, BzImage, KernelImage } from '../image/types.ts';
+import type { MemoryMap } from '../memory/map.ts';
+import { hex } from '../memory/range.ts';
+import { segmentRequests, type SegmentSizes } from '../plan/requests.ts';
+import { makePlan } from '../plan/plan.ts';
+import type { KexecPlan, PlannedSegment, SegmentRequest, SegmentRole } from '../plan/types.ts';
+import { buildBootParams, bootParamsSize, type E820Entry } from '../arch/x86_64/boot_params.ts';
+import { x86Purgatory, X86_PURGATORY_SIZE } from '../arch/x86_64/purgatory.ts';
+import { arm64Purgatory, ARM64_PURGATORY_SIZE } from '../arch/arm64/purgatory.ts';
+import { buildArm64Dtb, arm64DtbSize } from '../arch/arm64/chosen.ts';
+import { checkArm64Boot } from '../arch/arm64/boot.ts';
+
+export type StrategyOption = 'auto' | 'quick' | 'standard';
+
+/** A segment ready for kexec_load, with the role it plays. */
+export interface BuiltSegment {
+  role: SegmentRole;
+  buf: Uint8Array;
+  mem: bigint;
+  memsz: bigint;
+}
+
+export interface ClassicLoad {
+  plan: KexecPlan;
+  segments: BuiltSegment[];
+  entry: bigint;
+}
+
+export interface Payload {
+  kernel: KernelImage;
+  kernelFile: string;
+  /** The initramfs bytes (classic) or only its size (planning for kexec_file_load). */
+  initrd?: { file: string; size: bigint; bytes?: Uint8Array };
+  cmdline: string;
+}
+
+export interface PlanOptions {
+  strategy: StrategyOption;
+  /** kexec-tools --mem-min / --mem-max (inclusive): bounds every segment. */
+  memMin?: bigint;
+  memMax?: bigint;
+}
+
+/** What each architecture needs from the system besides the memory map. */
+export interface ArchInputs {
+  /** x86_64: the e820 table for boot_params. */
+  e820?: E820Entry[];
+  /** x86_64: the ACPI RSDP. */
+  acpiRsdp?: bigint;
+  /** arm64: the running kernel's device tree, which the new one inherits. */
+  fdt?: { bytes: Uint8Array; file: string };
+  /** arm64: source of kaslr-seed / rng-seed bytes. */
+  random?: (n: number) => Uint8Array;
+}
+
+/** kexec-tools' --mem-min/--mem-max: narrow every window; the planner reports what no longer fits. */
+export function boundRequests(requests: SegmentRequest[], opts: PlanOptions): SegmentRequest[] {
+  return requests.map((r) => {
+    const min = opts.memMin !== undefined && opts.memMin > r.min ? opts.memMin : r.min;
+    const top = opts.memMax !== undefined ? opts.memMax + 1n : undefined;
+    const max = top !== undefined && top < r.max ? top : r.max;
+    return { ...r, min, max };
+  });
+}
+
+function one(plan: KexecPlan, role: SegmentRole): PlannedSegment {
+  const s = plan.segments.find((x) => x.role === role);
+  if (!s) throw new PlanError('internal', `the plan has no ${role} segment`);
+  return s;
+}
+
+function unsupportedElf(arch: Arch): QkexecError {
+  return new QkexecError('unsupported', `loading an ELF vmlinux is not supported on ${arch}`, {
+    remedy: arch === 'x86_64' ? 'load the bzImage (arch/x86/boot/bzImage) instead' : 'load the Image (arch/arm64/boot/Image) instead',
+  });
+}
+
+/** Sizes of the boot data for segmentRequests, without addresses. */
+function sizesFor(p: Payload, a: ArchInputs, dtbSize?: bigint): SegmentSizes {
+  const k = p.kernel;
+  const sizes: SegmentSizes = { initrd: p.initrd?.size };
+  if (k.kind === 'bzimage') {
+    sizes.bootParams = BigInt(bootParamsSize({ kernelFile: k.file, cmdline: p.cmdline, e820: a.e820 ?? [] }));
+    sizes.purgatory = BigInt(X86_PURGATORY_SIZE);
+  } else if (k.kind === 'arm64-image') {
+    sizes.dtb = dtbSize;
+    sizes.purgatory = BigInt(ARM64_PURGATORY_SIZE);
+  }
+  return sizes;
+}
+
+function planFor(p: Payload, memory: MemoryMap, opts: PlanOptions, sizes: SegmentSizes): KexecPlan {
+  return placeRequests(p, memory, opts, segmentRequests(p.kernel, sizes));
+}
+
+function placeRequests(p: Payload, memory: MemoryMap, opts: PlanOptions, requests: SegmentRequest[]): KexecPlan {
+  return makePlan({ arch: p.kernel.arch, requests: boundRequests(requests, opts), memory, strategy: opts.strategy });
+}
+
+/** The segment requests of this payload, as the plan of a kexec_load would place them (for reserveSize). */
+export function requestsFor(p: Payload, a: ArchInputs): SegmentRequest[] {
+  const k = p.kernel;
+  if (k.kind === 'arm64-image' && a.fdt) return segmentRequests(k, sizesFor(p, a, arm64DtbBytes(p, a.fdt)));
+  if (k.kind === 'bzimage' && !a.e820) return segmentRequests(k, { initrd: p.initrd?.size, purgatory: BigInt(X86_PURGATORY_SIZE) });
+  return segmentRequests(k, sizesFor(p, a));
+}
+
+function buildX86(k: BzImage, p: Payload, memory: MemoryMap, opts: PlanOptions, a: ArchInputs): ClassicLoad {
+  if (!a.e820) throw new QkexecError('no-e820', 'no e820 memory map to pass to the new kernel', { remedy: 'mount sysfs (/sys/firmware/memmap) or pass --memmap DIR' });
+  const plan = planFor(p, memory, opts, sizesFor(p, a));
+  const kernel = one(plan, 'kernel');
+  const bp = one(plan, 'boot_params');
+  const purg = one(plan, 'purgatory');
+  const initrdSeg = p.initrd ? one(plan, 'initrd') : undefined;
+  const bootParams = buildBootParams({
+    kernelFile: k.file,
+    cmdline: p.cmdline,
+    cmdlineAddr: bp.mem + 4096n,
+    initrd: initrdSeg && p.initrd ? { addr: initrdSeg.mem, size: p.initrd.size } : undefined,
+    e820: a.e820,
+    acpiRsdp: a.acpiRsdp,
+  });
+  const purgatory = x86Purgatory({ base: purg.mem, bootParams: bp.mem, entry: kernel.mem + k.entry64Offset });
+  return assemble(plan, { kernel: k.bytes, initrd: p.initrd?.bytes, boot_params: bootParams, purgatory });
+}
+
+/** The DTB's size does not depend on where the initrd lands. */
+function arm64DtbBytes(p: Payload, fdt: { bytes: Uint8Array; file: string }): bigint {
+  return BigInt(arm64DtbSize(fdt.bytes, fdt.file, { bootargs: p.cmdline, initrd: p.initrd !== undefined }));
+}
+
+function buildArm64(k: Arm64Image, p: Payload, memory: MemoryMap, opts: PlanOptions, a: ArchInputs): ClassicLoad {
+  if (!a.fdt) {
+    throw new QkexecError('no-fdt', 'no device tree to pass to the new kernel: /sys/firmware/fdt is missing', {
+      remedy: 'pass --fdt FILE (the running machine\'s DTB); ACPI-only arm64 machines need kexec_file_load (--syscall file)',
+    });
+  }
+  // Size the DTB, place everything, then write the real initrd addresses.
+  const plan = planFor(p, memory, opts, sizesFor(p, a, arm64DtbBytes(p, a.fdt)));
+  const kernel = one(plan, 'kernel');
+  const dtbSeg = one(plan, 'dtb');
+  const purg = one(plan, 'purgatory');
+  const initrdSeg = p.initrd ? one(plan, 'initrd') : undefined;
+  const initrd = initrdSeg && p.initrd ? { start: initrdSeg.mem, end: initrdSeg.mem + p.initrd.size } : undefined;
+  const dtb = buildArm64Dtb(a.fdt.bytes, a.fdt.file, { bootargs: p.cmdline, initrd, random: a.random ?? ((n: number) => new Uint8Array(n)) });
+  checkArm64Boot({
+    kernel: kernel.mem,
+    text_offset: k.text_offset,
+    kernelSize: k.image_size,
+    dtb: dtbSeg.mem,
+    dtbSize: BigInt(dtb.length),
+    initrd,
+  });
+  const purgatory = arm64Purgatory({ dtb: dtbSeg.mem, kernel: kernel.mem });
+  return assemble(plan, { kernel: k.bytes, initrd: p.initrd?.bytes, dtb, purgatory });
+}
+
+/** Pairs each planned segment with its bytes and checks they agree with the plan. */
+function assemble(plan: KexecPlan, bytes: Partial<Record<SegmentRole, Uint8Array>>): ClassicLoad {
+  const segments = plan.segments.map((s) => {
+    const buf = bytes[s.role];
+    if (!buf) throw new PlanError('internal', `no bytes for the planned ${s.role} segment`);
+    if (BigInt(buf.length) !== s.bufsz) {
+      throw new PlanError('internal', `${s.role} is ${buf.length} bytes but was planned as ${hex(s.bufsz)}`);
+    }
+    return { role: s.role, buf, mem: s.mem, memsz: s.memsz };
+  });
+  const purg = one(plan, 'purgatory');
+  if (plan.entry !== purg.mem) throw new PlanError('internal', `entry ${hex(plan.entry)} is not the purgatory at ${hex(purg.mem)}`);
+  return { plan, segments, entry: plan.entry };
+}
+
+/** The plan and the segments for kexec_load. */
+export function buildClassic(p: Payload, memory: MemoryMap, opts: PlanOptions, a: ArchInputs): ClassicLoad {
+  const k = p.kernel;
+  if (k.kind === 'bzimage') return buildX86(k, p, memory, opts, a);
+  if (k.kind === 'arm64-image') return buildArm64(k, p, memory, opts, a);
+  throw unsupportedElf(k.arch);
+}
+
+/**
+ * The plan alone, for `qkexec plan` on any kernel and for kexec_file_load
+ * (where the kernel places the segments itself and the plan says where
+ * they are expected to go: in the Quick kexec region when it exists and
+ * the payload fits, as the patched kernel does).
+ */
+export function planOnly(p: Payload, memory: MemoryMap, opts: PlanOptions, a: ArchInputs): KexecPlan {
+  return placeRequests(p, memory, opts, requestsFor(p, a));
+}

@@ -1,0 +1,265 @@
+/**
+ * `qkexec load`: files and system state are read once, the plan and the
+ * boot data are built, every precondition is checked, and only then, under
+ * the lock, one syscall (or, with --syscall auto, kexec_file_load and then
+ * kexec_load if the kernel lacks the former).
+ *
+ * A load that fails leaves the kernel's state as it was: kexec_load and
+ * kexec_file_load only replace the loaded image once the new one is
+ * complete. The one exception is the patched kernel's quick path, which
+ * must unload a previous quick image before writing over it; the report
+ * says so beforehand, and after a failure says what is loaded now.
+ */
+import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { QkexecError, SystemError } from '../errors.ts';
+import { describe, probeFile } from '../image/probe.ts';
+import type { KernelImage } from '../image/types.ts';
+import type { KexecPlan } from '../plan/types.ts';
+import { ERRNO, kexecError } from '../sys/errno.ts';
+import { KERNEL, type KexecCalls } from '../sys/syscalls.ts';
+import { acquireLock, DEFAULT_LOCK_FILE } from '../sys/lock.ts';
+import type { SysReader } from '../sys/state.ts';
+import { buildClassic, planOnly, type ArchInputs, type ClassicLoad, type Payload, type PlanOptions } from './build.ts';
+import { composeCmdline, type CmdlineOptions } from './cmdline.ts';
+import { checkPreconditions, firstFailure, syscallOrder, type Check, type KexecSyscall, type SyscallChoice } from './preconditions.ts';
+import { factsOf, readE820, readRsdp, readSnapshot, type Snapshot } from './snapshot.ts';
+import { DEFAULT_STATE_FILE, stateFromPlan, writeState } from './statefile.ts';
+
+export interface LoadOptions extends CmdlineOptions, PlanOptions {
+  kernel: string;
+  initrd?: string;
+  syscall: SyscallChoice;
+  dryRun: boolean;
+  sys: SysReader;
+  lockFile?: string;
+  stateFile?: string;
+  /** Progress and notices, printed as they happen. */
+  onNotice?: (message: string) => void;
+  /** The syscalls (default: the real ones). */
+  calls?: KexecCalls;
+}
+
+export interface LoadReport {
+  dryRun: boolean;
+  loaded: boolean;
+  kernel: { file: string; arch: string; description: string };
+  initrd?: { file: string; size: bigint };
+  cmdline: string;
+  /** The syscalls that would be / were tried, in order. */
+  syscalls: KexecSyscall[];
+  /** The one that loaded the kernel. */
+  syscall?: KexecSyscall;
+  plan?: KexecPlan;
+  /** True when the kernel places the segments itself (kexec_file_load): the plan is a forecast. */
+  planInformative: boolean;
+  segments?: { role: string; mem: bigint; memsz: bigint; bufsz: bigint }[];
+  checks: Check[];
+  previouslyLoaded?: boolean;
+  notices: string[];
+}
+
+/** Reads the initramfs: whole for kexec_load, size only when the kernel reads it itself. */
+function readInitrd(file: string, wantBytes: boolean): { file: string; size: bigint; bytes?: Uint8Array } {
+  let fd: number | undefined;
+  try {
+    fd = openSync(file, 'r');
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new QkexecError('not-a-file', `initramfs ${file} is not a regular file`, { remedy: 'pass the initramfs file with --initrd' });
+    if (st.size === 0) throw new QkexecError('empty-initrd', `initramfs ${file} is empty`, { remedy: 'rebuild the initramfs, or load without --initrd' });
+    if (!wantBytes) return { file, size: BigInt(st.size) };
+    const bytes = readFileSync(fd);
+    if (bytes.length !== st.size) throw new QkexecError('short-read', `initramfs ${file} changed size while being read (${st.size} → ${bytes.length} bytes)`);
+    return { file, size: BigInt(bytes.length), bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
+  } catch (e) {
+    if (e instanceof QkexecError) throw e;
+    const code = (e as NodeJS.ErrnoException).code ?? 'unreadable';
+    const why = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable (permission denied)' : (e as Error).message;
+    throw new QkexecError(code, `initramfs ${file} ${why}`, { remedy: 'check the --initrd path', cause: e });
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+export function runningCmdline(snap: Snapshot): string {
+  if (snap.cmdline === undefined) {
+    throw new QkexecError('ENOENT', '--reuse-cmdline: /proc/cmdline does not exist', { remedy: 'mount /proc, or give the command line with --command-line' });
+  }
+  return snap.cmdline;
+}
+
+export function archInputs(kernel: KernelImage, snap: Snapshot, sys: SysReader): ArchInputs {
+  if (kernel.arch === 'x86_64') {
+    return { e820: readE820(sys, snap.iomem).entries, acpiRsdp: readRsdp(sys, snap.cmdline) };
+  }
+  return { fdt: sys.fdt(), random: (n) => new Uint8Array(randomBytes(n)) };
+}
+
+function segmentInfo(c: ClassicLoad) {
+  return c.segments.map((s) => ({ role: s.role, mem: s.mem, memsz: s.memsz, bufsz: BigInt(s.buf.length) }));
+}
+
+/** One line on what is loaded after a failed load, appended to the error. */
+function stateAfterFailure(before: boolean | undefined, after: boolean | undefined): string {
+  if (before && after) return 'the kernel loaded before is still loaded';
+  if (before && !after) return 'the kernel loaded before is no longer loaded (the quick path unloads it before writing in place)';
+  if (!before && after) return 'a kernel is loaded now (loaded by another process?)';
+  return 'no kernel is loaded';
+}
+
+function withState(e: QkexecError, suffix: string): QkexecError {
+  const errno = e instanceof SystemError ? e.errno : undefined;
+  return new SystemError(e.code, `${e.message}; ${suffix}`, { errno, remedy: e.remedy, cause: e });
+}
+
+export async function load(o: LoadOptions): Promise<LoadReport> {
+  const notices: string[] = [];
+  const notice = (m: string) => {
+    notices.push(m);
+    o.onNotice?.(m);
+  };
+  const calls = o.calls ?? KERNEL;
+  const kernel = probeFile(o.kernel);
+  const snap = readSnapshot(o.sys);
+  const cmdline = composeCmdline(o, () => runningCmdline(snap));
+  let syscalls = syscallOrder(o.syscall, snap.lockdown);
+  if (o.syscall === 'auto' && syscalls.length === 1) notice(`lockdown (${snap.lockdown}) forbids kexec_load: using kexec_file_load only`);
+  const initrd = o.initrd === undefined ? undefined : readInitrd(o.initrd, syscalls.includes('kexec_load'));
+  const payload: Payload = { kernel, kernelFile: o.kernel, initrd, cmdline };
+  const inputs = archInputs(kernel, snap, o.sys);
+
+  let classic: ClassicLoad | undefined;
+  let plan: KexecPlan | undefined;
+  let buildError: QkexecError | undefined;
+  try {
+    if (syscalls.includes('kexec_load')) {
+      try {
+        classic = buildClassic(payload, snap.memory, o, inputs);
+        plan = classic.plan;
+      } catch (e) {
+        // Under auto, a kexec_load that cannot be built only loses the fallback.
+        if (!(e instanceof QkexecError) || syscalls.length === 1) throw e;
+        notice(`kexec_load fallback unavailable: ${e.message}`);
+        syscalls = syscalls.filter((s) => s !== 'kexec_load');
+      }
+    }
+    plan ??= planOnly(payload, snap.memory, o, inputs);
+  } catch (e) {
+    if (!(e instanceof QkexecError)) throw e;
+    buildError = e;
+  }
+
+  const planInformative = syscalls[0] === 'kexec_file_load';
+  const checks = checkPreconditions({
+    snapshot: snap,
+    kernelArch: kernel.arch,
+    syscalls,
+    segments: classic ? segmentInfo(classic) : undefined,
+    filePayload: planInformative ? BigInt(kernel.bytes.length) + (initrd?.size ?? 0n) : undefined,
+    buildError,
+  });
+  if (initrd) checks.push({ name: 'initramfs', ok: true, detail: `${initrd.file}: ${initrd.size} bytes, readable` });
+
+  const report: LoadReport = {
+    dryRun: o.dryRun,
+    loaded: false,
+    kernel: { file: o.kernel, arch: kernel.arch, description: describe(kernel) },
+    initrd: initrd && { file: initrd.file, size: initrd.size },
+    cmdline,
+    syscalls,
+    plan,
+    planInformative,
+    segments: classic ? segmentInfo(classic) : undefined,
+    checks,
+    previouslyLoaded: snap.kexecLoaded,
+    notices,
+  };
+  if (planInformative && plan) {
+    notice(`kexec_file_load places the segments itself; the plan is a forecast (${plan.strategy} path${plan.strategy === 'quick' ? ': the patched kernel loads into the Quick kexec region' : ''})`);
+  }
+  if ((o.memMin !== undefined || o.memMax !== undefined) && planInformative) {
+    notice('--mem-min/--mem-max bound kexec_load only; kexec_file_load places segments itself');
+  }
+  if (o.dryRun) return report;
+
+  const failed = firstFailure(checks);
+  if (failed) throw failed;
+
+  const lock = await acquireLock(o.lockFile ?? DEFAULT_LOCK_FILE, {
+    onWait: (pid) => notice(`waiting for another qkexec${pid ? ` (pid ${pid})` : ''} to finish`),
+  });
+  try {
+    const before = o.sys.kexecLoaded();
+    report.previouslyLoaded = before;
+    if (before && plan?.strategy === 'quick') {
+      notice('a kernel is already loaded: the quick path unloads it before writing the new one in place');
+    } else if (before) {
+      notice('a kernel is already loaded: it is replaced once the new one is loaded (and stays if this load fails)');
+    }
+
+    const facts = factsOf(snap);
+    for (const [i, sc] of syscalls.entries()) {
+      const last = i === syscalls.length - 1;
+      let errno: number;
+      if (sc === 'kexec_file_load') {
+        errno = withFds(o.kernel, initrd?.file, (kfd, ifd) => calls.kexecFileLoad(kernel.arch, kfd, ifd, cmdline));
+      } else {
+        errno = calls.kexecLoad(kernel.arch, classic!.entry, classic!.segments);
+      }
+      if (errno === 0) {
+        report.syscall = sc;
+        report.loaded = true;
+        report.planInformative = sc === 'kexec_file_load';
+        if (sc === 'kexec_load') report.plan = classic!.plan;
+        break;
+      }
+      const err = kexecError(errno, {
+        syscall: sc,
+        action: 'load',
+        facts,
+        segments: sc === 'kexec_load' ? segmentInfo(classic!) : undefined,
+        kernelFile: o.kernel,
+        initrdFile: initrd?.file,
+        cmdlineLen: Buffer.byteLength(cmdline) + 1,
+      });
+      const fallback = !last && (errno === ERRNO.ENOSYS || errno === ERRNO.ENOEXEC);
+      if (fallback) {
+        notice(`${err.message}: falling back to ${syscalls[i + 1]}`);
+        continue;
+      }
+      throw withState(err, stateAfterFailure(before, o.sys.kexecLoaded()));
+    }
+
+    if (report.plan) {
+      const file = o.stateFile ?? DEFAULT_STATE_FILE;
+      try {
+        writeState(
+          file,
+          stateFromPlan(
+            { kernel: o.kernel, initrd: initrd?.file, cmdline, syscall: report.syscall!, planInformative: report.planInformative, bootId: o.sys.bootId() },
+            report.plan,
+          ),
+        );
+      } catch (e) {
+        // The kernel is loaded; only `exec`'s description of it is lost.
+        notice(`loaded, but could not record it in ${file}: ${(e as Error).message}`);
+      }
+    }
+    return report;
+  } finally {
+    lock.release();
+  }
+}
+
+/** Opens the kernel (and initramfs) read-only for kexec_file_load; -1 for no initramfs. */
+function withFds(kernel: string, initrd: string | undefined, fn: (kfd: number, ifd: number) => number): number {
+  const kfd = openSync(kernel, 'r');
+  let ifd = -1;
+  try {
+    if (initrd !== undefined) ifd = openSync(initrd, 'r');
+    return fn(kfd, ifd);
+  } finally {
+    closeSync(kfd);
+    if (ifd >= 0) closeSync(ifd);
+  }
+}

@@ -1,0 +1,217 @@
+/**
+ * `qkexec exec`, `unload` and `status`: the operations on what is already
+ * loaded. Each decides from the kernel's own word (/sys/kernel/kexec_loaded)
+ * and uses the state file only to describe the loaded kernel.
+ */
+import { QkexecError, SystemError } from '../errors.ts';
+import type { Range } from '../memory/range.ts';
+import { size } from '../memory/range.ts';
+import { formatRange, formatSize, intersect, totalSize } from '../memory/ranges.ts';
+import { parseIomem } from '../memory/iomem.ts';
+import { memoryMapFromIomem } from '../memory/map.ts';
+import { ERRNO, kexecError } from '../sys/errno.ts';
+import { KERNEL, type KexecCalls } from '../sys/syscalls.ts';
+import { acquireLock, DEFAULT_LOCK_FILE } from '../sys/lock.ts';
+import { archFromNode, type SysReader } from '../sys/state.ts';
+import type { KexecSyscall, SyscallChoice } from './preconditions.ts';
+import { DEFAULT_STATE_FILE, readState, removeState, type LoadedState } from './statefile.ts';
+
+export interface OpOptions {
+  sys: SysReader;
+  stateFile?: string;
+  lockFile?: string;
+  onNotice?: (message: string) => void;
+  /** The syscalls (default: the real ones). */
+  calls?: KexecCalls;
+}
+
+function facts(sys: SysReader) {
+  const p = sys.privileges();
+  return { capSysBoot: p.capSysBoot, uid: p.uid, lockdown: sys.lockdown(), kexecLoadDisabled: sys.kexecLoadDisabled() };
+}
+
+function requireKexec(sys: SysReader): boolean {
+  const loaded = sys.kexecLoaded();
+  if (loaded === undefined) {
+    throw new SystemError('ENOSYS', 'this kernel has no kexec support (/sys/kernel/kexec_loaded is missing: built without CONFIG_KEXEC_CORE)', {
+      errno: ERRNO.ENOSYS,
+      remedy: 'boot a kernel built with CONFIG_KEXEC or CONFIG_KEXEC_FILE',
+    });
+  }
+  return loaded;
+}
+
+function requireRoot(sys: SysReader, what: string): void {
+  const p = sys.privileges();
+  if (!p.capSysBoot) {
+    throw new SystemError('EPERM', `${what} needs root (CAP_SYS_BOOT); running as uid ${p.uid} without it`, {
+      errno: ERRNO.EPERM,
+      remedy: 'run qkexec as root (sudo qkexec …)',
+    });
+  }
+}
+
+/** "/boot/k2 with initrd /boot/i2, command line "…", loaded by kexec_load at … (quick path)". */
+export function describeLoaded(st: LoadedState): string {
+  const parts = [st.kernel];
+  if (st.initrd) parts.push(`with initrd ${st.initrd}`);
+  parts.push(`command line "${st.cmdline}"`);
+  parts.push(`loaded by ${st.syscall} at ${st.loadedAt} (${st.strategy} path${st.planInformative ? ', forecast' : ''})`);
+  return parts.join(', ');
+}
+
+export interface ExecOptions extends OpOptions {
+  dryRun?: boolean;
+  noSync?: boolean;
+}
+
+export interface ExecReport {
+  /** What is about to boot, when qkexec loaded it. */
+  loaded?: LoadedState;
+  description: string;
+}
+
+/**
+ * Reboots into the loaded kernel: refuses when nothing is loaded, says what
+ * it boots, syncs filesystems, then reboot(LINUX_REBOOT_CMD_KEXEC). Returns
+ * only for --dry-run; otherwise the machine is gone or it throws.
+ */
+export async function execLoaded(o: ExecOptions): Promise<ExecReport> {
+  if (!requireKexec(o.sys)) {
+    throw new QkexecError('not-loaded', 'no kernel is loaded (/sys/kernel/kexec_loaded is 0)', {
+      remedy: 'load one first: qkexec load --kernel FILE [--initrd FILE] [--append …]',
+    });
+  }
+  requireRoot(o.sys, 'rebooting into the loaded kernel');
+  const st = readState(o.stateFile ?? DEFAULT_STATE_FILE, o.sys.bootId());
+  const description = st ? `booting ${describeLoaded(st)}` : 'booting the loaded kernel (not loaded by qkexec: no description in the state file)';
+  if (o.dryRun) return { loaded: st, description };
+
+  const lock = await acquireLock(o.lockFile ?? DEFAULT_LOCK_FILE, {
+    onWait: (pid) => o.onNotice?.(`waiting for another qkexec${pid ? ` (pid ${pid})` : ''} to finish`),
+  });
+  try {
+    // Written synchronously: after reboot() nothing else will be.
+    o.onNotice?.(description + (o.noSync ? ' (without sync)' : ''));
+    const calls = o.calls ?? KERNEL;
+    const errno = o.noSync ? calls.rebootKexecNoSync() : calls.syncAndRebootKexec();
+    throw kexecError(errno, { syscall: 'reboot', action: 'exec', facts: facts(o.sys) });
+  } finally {
+    lock.release();
+  }
+}
+
+export interface UnloadReport {
+  wasLoaded: boolean;
+  syscall?: KexecSyscall;
+}
+
+/**
+ * Drops the loaded kernel. kexec_load(0, 0, NULL) unloads whatever is
+ * loaded, whichever syscall loaded it, but lockdown forbids kexec_load, and
+ * a kernel may have only one of the two syscalls: `auto` tries the other on
+ * ENOSYS and starts with kexec_file_load under lockdown.
+ */
+export async function unload(o: OpOptions & { syscall: SyscallChoice }): Promise<UnloadReport> {
+  requireKexec(o.sys);
+  requireRoot(o.sys, 'unloading a kernel');
+  const lockdown = o.sys.lockdown();
+  const order: KexecSyscall[] =
+    o.syscall === 'classic' ? ['kexec_load'] : o.syscall === 'file' ? ['kexec_file_load'] : lockdown && lockdown !== 'none' ? ['kexec_file_load', 'kexec_load'] : ['kexec_load', 'kexec_file_load'];
+  const arch = archFromNode(process.arch);
+  if (!arch) throw new QkexecError('unsupported-arch', `this machine is ${process.arch}; qkexec supports x86_64 and arm64`);
+
+  const lock = await acquireLock(o.lockFile ?? DEFAULT_LOCK_FILE);
+  try {
+    const wasLoaded = o.sys.kexecLoaded() ?? false;
+    for (const [i, sc] of order.entries()) {
+      const calls = o.calls ?? KERNEL;
+      const errno = sc === 'kexec_load' ? calls.kexecUnload(arch) : calls.kexecFileUnload(arch);
+      if (errno === 0) {
+        removeState(o.stateFile ?? DEFAULT_STATE_FILE);
+        return { wasLoaded, syscall: sc };
+      }
+      const err = kexecError(errno, { syscall: sc, action: 'unload', facts: facts(o.sys) });
+      if (i < order.length - 1 && errno === ERRNO.ENOSYS) {
+        o.onNotice?.(`${err.message}: trying ${order[i + 1]}`);
+        continue;
+      }
+      throw err;
+    }
+    throw new QkexecError('internal', 'no unload syscall to try');
+  } finally {
+    lock.release();
+  }
+}
+
+export interface StatusReport {
+  machine: string;
+  /** undefined: the kernel has no kexec. */
+  loaded?: boolean;
+  crashLoaded?: boolean;
+  kexecLoadDisabled?: boolean;
+  kexecLoadLimitReboot?: number;
+  lockdown?: string;
+  /** What qkexec loaded, when the loaded kernel is its own. */
+  state?: LoadedState;
+  quickRegion?: { range: Range; size: bigint; used?: bigint };
+  crashRegion?: { range: Range; size: bigint };
+  /** Why the memory map could not be read (non-root). */
+  memoryUnavailable?: string;
+}
+
+export function status(o: OpOptions): StatusReport {
+  const sys = o.sys;
+  const r: StatusReport = {
+    machine: archFromNode(process.arch) ?? process.arch,
+    loaded: sys.kexecLoaded(),
+    crashLoaded: sys.kexecCrashLoaded(),
+    kexecLoadDisabled: sys.kexecLoadDisabled(),
+    kexecLoadLimitReboot: sys.kexecLoadLimitReboot(),
+    lockdown: sys.lockdown(),
+  };
+  if (r.loaded) r.state = readState(o.stateFile ?? DEFAULT_STATE_FILE, sys.bootId());
+  try {
+    const { text, file } = sys.iomem();
+    const map = memoryMapFromIomem(parseIomem(text, file));
+    if (map.quick) {
+      const q = map.quick;
+      r.quickRegion = { range: q, size: size(q) };
+      if (r.state && r.state.strategy === 'quick' && !r.state.planInformative) {
+        const segs = r.state.segments.map((s) => ({ start: BigInt(s.mem), end: BigInt(s.mem) + BigInt(s.memsz) }));
+        r.quickRegion.used = totalSize(intersect(segs, [q]));
+      }
+    }
+    if (map.crash) r.crashRegion = { range: map.crash, size: size(map.crash) };
+  } catch (e) {
+    if (!(e instanceof QkexecError)) throw e;
+    r.memoryUnavailable = e.message;
+  }
+  return r;
+}
+
+/** status as text, one fact per line. */
+export function formatStatus(r: StatusReport): string {
+  const yn = (b: boolean | undefined) => (b === undefined ? 'n/a' : b ? 'yes' : 'no');
+  const lines: string[] = [];
+  const row = (k: string, v: string) => lines.push(`${(k + ':').padEnd(22)}${v}`);
+  row('kexec support', r.loaded === undefined ? 'none (kernel built without kexec)' : 'yes');
+  row('kernel loaded', yn(r.loaded));
+  if (r.state) lines.push(`  ${describeLoaded(r.state)}`);
+  else if (r.loaded) lines.push('  (not loaded by qkexec in this boot: no description)');
+  row('crash kernel loaded', yn(r.crashLoaded));
+  row('kexec_load_disabled', yn(r.kexecLoadDisabled));
+  if (r.kexecLoadLimitReboot !== undefined && r.kexecLoadLimitReboot >= 0) row('loads left', String(r.kexecLoadLimitReboot));
+  row('lockdown', r.lockdown ?? 'n/a');
+  if (r.memoryUnavailable) {
+    row('Quick kexec region', `unknown (${r.memoryUnavailable})`);
+  } else if (r.quickRegion) {
+    const q = r.quickRegion;
+    const use = q.used !== undefined ? `, ${formatSize(q.used)} used by the loaded kernel` : r.loaded ? ', not used by the loaded kernel' : ', unused';
+    row('Quick kexec region', `${formatRange(q.range)} (${formatSize(q.size)})${use}`);
+  } else {
+    row('Quick kexec region', 'none (boot with quickkexec=SIZE; `qkexec plan --reserve` gives SIZE)');
+  }
+  if (r.crashRegion) row('crashkernel region', `${formatRange(r.crashRegion.range)} (${formatSize(r.crashRegion.size)})`);
+  return lines.join('\n');
+}

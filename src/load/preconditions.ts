@@ -1,0 +1,113 @@
+/**
+ * What must hold before qkexec makes a syscall (issue 5): each check says
+ * what it found, and a failing one carries the error the load would stop
+ * with. `--dry-run` runs them all and reports every result; a real load
+ * stops at the first failure, before touching the kernel.
+ */
+import { QkexecError, SystemError } from '../errors.ts';
+import type { Arch } from '../image/types.ts';
+import { diagnoseSegments, ERRNO, type SegmentInfo } from '../sys/errno.ts';
+import type { Snapshot } from './snapshot.ts';
+
+export type SyscallChoice = 'classic' | 'file' | 'auto';
+export type KexecSyscall = 'kexec_load' | 'kexec_file_load';
+
+export interface Check {
+  name: string;
+  ok: boolean;
+  /** What was found, for the report. */
+  detail: string;
+  /** Set when !ok: what the load fails with. */
+  error?: QkexecError;
+}
+
+export interface CheckInput {
+  snapshot: Snapshot;
+  kernelArch: Arch;
+  /** The syscalls the load will try, in order. */
+  syscalls: KexecSyscall[];
+  /** kexec_load's segments (when kexec_load is among the syscalls and the build succeeded). */
+  segments?: SegmentInfo[];
+  /** Bytes the kernel must hold for kexec_file_load (kernel + initrd files). */
+  filePayload?: bigint;
+  /** Error from planning/building, if it failed. */
+  buildError?: QkexecError;
+}
+
+const pass = (name: string, detail: string): Check => ({ name, ok: true, detail });
+const fail = (name: string, error: QkexecError): Check => ({ name, ok: false, detail: error.message, error });
+
+/**
+ * The order the syscalls are tried in. `auto` prefers kexec_file_load (the
+ * signed, IMA-measured path) and falls back to kexec_load; under lockdown
+ * kexec_load is refused anyway, so only kexec_file_load is tried.
+ */
+export function syscallOrder(choice: SyscallChoice, lockdown: string | undefined): KexecSyscall[] {
+  if (choice === 'classic') return ['kexec_load'];
+  if (choice === 'file') return ['kexec_file_load'];
+  return lockdown !== undefined && lockdown !== 'none' ? ['kexec_file_load'] : ['kexec_file_load', 'kexec_load'];
+}
+
+export function checkPreconditions(c: CheckInput): Check[] {
+  const s = c.snapshot;
+  const out: Check[] = [];
+
+  const p = s.privileges;
+  out.push(
+    p.capSysBoot
+      ? pass('privileges', p.uid === 0 ? 'running as root' : `uid ${p.uid} with CAP_SYS_BOOT`)
+      : fail('privileges', new SystemError('EPERM', `loading a kernel needs root (CAP_SYS_BOOT); running as uid ${p.uid} without it`, { errno: ERRNO.EPERM, remedy: 'run qkexec as root (sudo qkexec …)' })),
+  );
+
+  if (s.overridden && s.machine !== c.kernelArch) {
+    out.push(pass('architecture', `${c.kernelArch} kernel, checked against fixtures (this machine is ${s.machine ?? process.arch})`));
+  } else if (s.machine !== c.kernelArch) {
+    out.push(fail('architecture', new QkexecError('wrong-arch', `the kernel is for ${c.kernelArch} but this machine is ${s.machine ?? process.arch}`, { remedy: `use a ${s.machine ?? process.arch} kernel` })));
+  } else {
+    out.push(pass('architecture', `${c.kernelArch} kernel on a ${s.machine} machine`));
+  }
+
+  out.push(
+    s.kexecLoaded !== undefined
+      ? pass('kexec support', `/sys/kernel/kexec_loaded = ${s.kexecLoaded ? 1 : 0}`)
+      : fail('kexec support', new SystemError('ENOSYS', 'this kernel has no kexec support (/sys/kernel/kexec_loaded is missing: built without CONFIG_KEXEC_CORE)', { errno: ERRNO.ENOSYS, remedy: 'boot a kernel built with CONFIG_KEXEC or CONFIG_KEXEC_FILE' })),
+  );
+
+  if (s.kexecLoadDisabled) {
+    out.push(fail('kexec_load_disabled', new SystemError('EPERM', 'kernel.kexec_load_disabled is 1: kexec is disabled until the next boot', { errno: ERRNO.EPERM, remedy: 'reboot through firmware; this setting cannot be cleared at runtime' })));
+  } else {
+    out.push(pass('kexec_load_disabled', s.kexecLoadDisabled === undefined ? 'not present' : '0'));
+  }
+
+  if (s.kexecLoadLimitReboot === 0) {
+    out.push(fail('kexec_load_limit_reboot', new SystemError('EPERM', 'kernel.kexec_load_limit_reboot is 0: no more kexec loads are allowed in this boot', { errno: ERRNO.EPERM, remedy: 'reboot through firmware' })));
+  } else if (s.kexecLoadLimitReboot !== undefined) {
+    out.push(pass('kexec_load_limit_reboot', s.kexecLoadLimitReboot < 0 ? 'unlimited' : `${s.kexecLoadLimitReboot} loads left`));
+  }
+
+  const locked = s.lockdown !== undefined && s.lockdown !== 'none';
+  if (locked && c.syscalls.length === 1 && c.syscalls[0] === 'kexec_load') {
+    out.push(fail('lockdown', new SystemError('EPERM', `the kernel is in lockdown (${s.lockdown}), which forbids kexec_load`, { errno: ERRNO.EPERM, remedy: 'use --syscall file (kexec_file_load) with a signed kernel' })));
+  } else {
+    out.push(pass('lockdown', locked ? `${s.lockdown}: only kexec_file_load with a signed kernel` : s.lockdown ?? 'no lockdown LSM'));
+  }
+
+  if (c.buildError) {
+    out.push(fail('plan', c.buildError));
+  } else if (c.segments) {
+    const d = diagnoseSegments(c.segments, { totalRam: s.memTotal });
+    out.push(
+      d
+        ? fail('segments', new SystemError(d.errno === ERRNO.EADDRNOTAVAIL ? 'EADDRNOTAVAIL' : 'EINVAL', `the kernel would refuse the segments: ${d.reason}`, { errno: d.errno, remedy: 'use a smaller initramfs, or check the memory map' }))
+        : pass('segments', `${c.segments.length} segments, page aligned, no overlap, within half of RAM`),
+    );
+  }
+  if (c.filePayload !== undefined && s.memTotal !== undefined && c.filePayload > s.memTotal / 2n) {
+    out.push(fail('payload size', new SystemError('ENOMEM', `the kernel and initramfs take ${c.filePayload} bytes, more than half of RAM, which the kernel refuses`, { errno: ERRNO.ENOMEM, remedy: 'use a smaller initramfs' })));
+  }
+  return out;
+}
+
+export function firstFailure(checks: Check[]): QkexecError | undefined {
+  return checks.find((c) => !c.ok)?.error;
+}
