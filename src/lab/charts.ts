@@ -162,7 +162,8 @@ export function latencySpec(rows: readonly SummaryRow[]): vl.TopLevelSpec {
  * so a bar's downtime part ends at the median exec → userspace.
  */
 export function phasesSpec(rows: readonly SummaryRow[]): vl.TopLevelSpec {
-  // One data set for both layers: facets partition the facet's data only.
+  // The total's label rides on the loader's first segment: a second data
+  // set for the text layer would give the shared y scale two sources.
   const values: Record<string, unknown>[] = [];
   for (const arch of archesOf(rows)) {
     const largest = payloadsOf(rows, arch).at(-1)!;
@@ -177,18 +178,19 @@ export function phasesSpec(rows: readonly SummaryRow[]): vl.TopLevelSpec {
         boot: first !== undefined && user !== undefined ? Math.max(0, user - first) : undefined,
         load: row.stats.loadMs?.median,
       };
+      const segments: Record<string, unknown>[] = [];
       let end = 0;
       PHASES.forEach((p, order) => {
         const v = ms[p.key];
         if (v === undefined) return;
-        values.push({ kind: 'bar', panel, loader: LOADER_LABELS[loader], phase: p.label, order, ms: v, start: end, end: end + v });
+        segments.push({ panel, loader: LOADER_LABELS[loader], phase: p.label, order, ms: v, start: end, end: end + v, label: '' });
         end += v;
       });
       const down = user ?? first;
-      values.push({
-        kind: 'total', panel, loader: LOADER_LABELS[loader], end,
-        label: down === undefined ? '' : `${fmtMs(down)} down`,
-      });
+      if (segments.length === 0) continue;
+      segments[0]!.label = down === undefined ? '' : `${fmtMs(down)} down`;
+      for (const seg of segments) seg.total = end;
+      values.push(...segments);
     }
   }
   const loaders = LOADERS.filter((l) => values.some((v) => v.loader === LOADER_LABELS[l]));
@@ -207,7 +209,6 @@ export function phasesSpec(rows: readonly SummaryRow[]): vl.TopLevelSpec {
       height: { step: 26 },
       layer: [
         {
-          transform: [{ filter: "datum.kind === 'bar'" }],
           mark: { type: 'bar', height: { band: 0.72 } },
           encoding: {
             y: yEnc,
@@ -222,9 +223,8 @@ export function phasesSpec(rows: readonly SummaryRow[]): vl.TopLevelSpec {
           },
         },
         {
-          transform: [{ filter: "datum.kind === 'total'" }],
           mark: { type: 'text', align: 'left', dx: 5, fontSize: 12, color: '#333' },
-          encoding: { y: yEnc, x: { field: 'end', type: 'quantitative' }, text: { field: 'label' } },
+          encoding: { y: yEnc, x: { field: 'total', type: 'quantitative' }, text: { field: 'label' } },
         },
       ],
     },
@@ -233,10 +233,13 @@ export function phasesSpec(rows: readonly SummaryRow[]): vl.TopLevelSpec {
   } as vl.TopLevelSpec;
 }
 
-/** Milliseconds as the report writes them: 0.8 ms, 83.6 ms, 1,234 ms. */
+/** Milliseconds as the report writes them: 0.8, 83.6, 1,234 (a tenth of a ms is below the serial clock's noise above 100 ms). */
+export function fmtMsNumber(ms: number): string {
+  return ms < 100 ? ms.toFixed(1) : Math.round(ms).toLocaleString('en-US');
+}
+
 export function fmtMs(ms: number): string {
-  if (ms < 100) return `${ms.toFixed(1)} ms`;
-  return `${Math.round(ms).toLocaleString('en-US')} ms`;
+  return `${fmtMsNumber(ms)} ms`;
 }
 
 export async function latencyChart(rows: readonly SummaryRow[]): Promise<string> {
