@@ -6,6 +6,8 @@
  * kexec-tools parses with getopt_long: options and the kernel file may come
  * in any order, `-l`/`-e`/`-u` pick the action, the kernel is the one
  * non-option argument, and long options take `--opt=value` or `--opt value`.
+ * `kexec KERNEL` with no action loads and boots at once; qkexec honours
+ * that only when it runs under the name `kexec` (implicitExec).
  */
 import { QkexecError } from '../errors.ts';
 
@@ -76,7 +78,7 @@ export function isNativeArgv(argv: readonly string[]): boolean {
  * Translates a kexec-tools argv. Throws QkexecError('usage') for options
  * qkexec does not implement, naming them.
  */
-export function translateKexecArgv(argv: readonly string[]): Translation {
+export function translateKexecArgv(argv: readonly string[], opts: { implicitExec?: boolean } = {}): Translation {
   const seen = new Map<string, string | true>();
   const positional: string[] = [];
   const notes: string[] = [];
@@ -180,9 +182,13 @@ export function translateKexecArgv(argv: readonly string[]): Translation {
   } else if (has('force')) {
     // kexec -f KERNEL loads and boots at once; kexec -f alone boots what is loaded.
     commands = kernel ? [loadArgs(), execArgs()] : [execArgs()];
-  } else if (kernel) {
-    // kexec-tools with no action loads the kernel and boots it.
+  } else if (kernel && opts.implicitExec) {
+    // kexec-tools with no action loads the kernel and boots it; only when
+    // installed as `kexec`, so that a mistyped qkexec subcommand naming a
+    // file never reboots the machine.
     commands = [loadArgs(), execArgs()];
+  } else if (kernel) {
+    throw usage(`unknown command ${JSON.stringify(kernel)}: use qkexec load ${kernel} (and qkexec exec to boot it)`);
   } else {
     throw usage('nothing to do: give an action (-l KERNEL, -e, -u) or a qkexec subcommand (load, exec, unload, status, plan)');
   }

@@ -10,8 +10,9 @@
  */
 import { readFileSync, realpathSync, writeFileSync, writeSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { basename } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { QkexecError } from '../errors.ts';
+import { FormatError, PlanError, QkexecError } from '../errors.ts';
 import { describe, probeFile } from '../image/probe.ts';
 import { hex } from '../memory/range.ts';
 import { formatSize } from '../memory/ranges.ts';
@@ -351,6 +352,13 @@ function readFileOr(file: string, what: string): Uint8Array {
   }
 }
 
+/** For errors raised without a remedy of their own. */
+function defaultRemedy(e: QkexecError): string {
+  if (e instanceof FormatError) return `check that ${e.file} is the right file and complete`;
+  if (e instanceof PlanError) return 'run qkexec plan with the same arguments to see where each segment would go';
+  return 'run with --verbose for details';
+}
+
 /** "qkexec: <message> — <remedy>" on one line; details only with --verbose. */
 function report(e: unknown, verbose: boolean): number {
   const oneLine = (s: string) => s.replace(/\s*\n\s*/g, ' ').trim();
@@ -360,7 +368,7 @@ function report(e: unknown, verbose: boolean): number {
     return 2;
   }
   if (e instanceof QkexecError) {
-    err(`qkexec: ${oneLine(e.message)}${e.remedy ? ` — ${oneLine(e.remedy)}` : ''}`);
+    err(`qkexec: ${oneLine(e.message)} — ${oneLine(e.remedy ?? defaultRemedy(e))}`);
     if (verbose) {
       err(`  code: ${e.code}`);
       for (let c: unknown = e.cause; c; c = (c as Error).cause) err(`  cause: ${c instanceof Error ? c.message : String(c)}`);
@@ -387,12 +395,16 @@ async function runNative(argv: string[]): Promise<number> {
   }
 }
 
-export async function main(argv: string[]): Promise<number> {
+/**
+ * `invokedAs`: the program's name; as `kexec` (a symlink, so that
+ * `systemctl kexec` and scripts find it) kexec-tools' argv is taken in full.
+ */
+export async function main(argv: string[], invokedAs = 'qkexec'): Promise<number> {
   if (argv.length === 0) return runNative(['--help']);
   if (isNativeArgv(argv)) return runNative(argv);
   let commands: string[][];
   try {
-    const t = translateKexecArgv(argv);
+    const t = translateKexecArgv(argv, { implicitExec: invokedAs === 'kexec' });
     commands = t.commands;
     if (argv.includes('-d') || argv.includes('--debug')) for (const n of t.notes) err(`qkexec: note: ${n}`);
   } catch (e) {
@@ -406,7 +418,7 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 export async function run(): Promise<void> {
-  process.exitCode = await main(process.argv.slice(2));
+  process.exitCode = await main(process.argv.slice(2), basename(process.argv[1] ?? 'qkexec').replace(/\.(mjs|js|ts)$/, ''));
 }
 
 /** Run when this file (or the bundle made from it) is the program, possibly through a symlink named kexec. */

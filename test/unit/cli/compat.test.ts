@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { isNativeArgv, translateKexecArgv } from '../../../src/cli/compat.ts';
 import { QkexecError } from '../../../src/errors.ts';
 
-const t = (argv: string[]) => translateKexecArgv(argv).commands;
+const t = (argv: string[]) => translateKexecArgv(argv, { implicitExec: true }).commands;
 
 test('qkexec argv is not translated', () => {
   assert.equal(isNativeArgv(['load', '--kernel', 'k']), true);
@@ -40,8 +40,9 @@ test('-e, --exec, -f, -y', () => {
   assert.deepEqual(t(['-e', '-y']), [['exec', '--no-sync']]);
 });
 
-test('kexec K with no action loads then execs (as kexec-tools does); -f K too', () => {
+test('kexec K with no action loads then execs (as kexec-tools does), only when installed as kexec; -f K too', () => {
   assert.deepEqual(t(['k', '--append=x']), [['load', '--kernel', 'k', '--append', 'x'], ['exec']]);
+  assert.throws(() => translateKexecArgv(['lod', '--append=x']), /unknown command "lod": use qkexec load lod/);
   assert.deepEqual(t(['-f', 'k']), [['load', '--kernel', 'k'], ['exec']]);
 });
 
