@@ -78,12 +78,34 @@ function repeatsPhrase(rows: readonly SummaryRow[]): string {
   return lo === hi ? `${lo} repeat${lo === 1 ? '' : 's'}` : `${lo}–${hi} repeats`;
 }
 
+/** 1-2-5 steps: readable log-axis ticks. */
+function steps125(lo: number, hi: number): number[] {
+  const out: number[] = [];
+  for (let e = Math.floor(Math.log10(lo)) - 1; e <= Math.ceil(Math.log10(hi)) + 1; e++) {
+    for (const m of [1, 2, 5]) out.push(m * 10 ** e);
+  }
+  return out;
+}
+
 /**
- * Exec → first line against payload, one panel per arch. The y axis is
- * logarithmic when the medians span more than a factor 20 (kexec-tools'
- * checksum against quick kexec is two orders of magnitude on arm64),
- * linear otherwise; each arch has its own y scale.
+ * y scale for one arch's panel: logarithmic when the values span more than
+ * a factor 20 (kexec-tools' checksum against quick kexec is two orders of
+ * magnitude on arm64), with the domain and ticks on 1-2-5 steps; linear
+ * from zero otherwise, where ratios read straight off the bars' heights.
  */
+function yScale(lo: number, hi: number): { log: boolean; scale: object; axis: object } {
+  if (!(lo > 0) || hi / lo <= 20) return { log: false, scale: { zero: true }, axis: { format: ',~r' } };
+  const ticks = steps125(lo, hi);
+  const min = ticks.filter((t) => t <= lo).at(-1)!;
+  const max = ticks.find((t) => t >= hi)!;
+  return {
+    log: true,
+    scale: { type: 'log', domain: [min, max], nice: false },
+    axis: { format: ',~r', values: ticks.filter((t) => t >= min && t <= max) },
+  };
+}
+
+/** Exec → first line against payload: one panel per arch, each with its own y scale. */
 export function latencySpec(rows: readonly SummaryRow[]): vl.TopLevelSpec {
   const values = rows.flatMap((r) => {
     const s = r.stats.execToFirstLineMs;
@@ -99,42 +121,29 @@ export function latencySpec(rows: readonly SummaryRow[]): vl.TopLevelSpec {
       n: s.n,
     }];
   });
-  const medians = values.map((v) => v.median);
-  const positive = medians.length > 0 && Math.min(...values.map((v) => v.q1)) > 0;
-  const log = positive && Math.max(...medians) / Math.min(...medians) > 20;
   const loaders = LOADERS.filter((l) => rows.some((r) => r.loader === l && r.stats.execToFirstLineMs));
-  const arches = archesOf(rows);
-  const payloads = [...new Set(values.map((v) => v.payloadMiB))].sort((a, b) => a - b).map(payloadLabel);
-  const panelWidth = arches.length > 1 ? 330 : 700;
+  const arches = ARCHES.filter((a) => values.some((v) => v.arch === a));
   const colour = { field: 'loader', type: 'nominal', title: 'loader', scale: loaderScale(loaders) } as const;
   const shape = {
     field: 'loader', type: 'nominal', title: 'loader',
     scale: { domain: loaders.map((l) => LOADER_LABELS[l]), range: loaders.map((l) => LOADER_STYLE[l].shape) },
-  } as const;
-  const y = {
-    field: 'median', type: 'quantitative',
-    title: `median time, ms${log ? ' (log scale)' : ''}`,
-    scale: log ? { type: 'log' } : { zero: true },
-    axis: { format: ',~r' },
   } as const;
   const tooltip = [
     { field: 'loader', type: 'nominal' }, { field: 'payloadMiB', type: 'quantitative', title: 'payload MiB' },
     { field: 'median', type: 'quantitative', format: ',.1f' }, { field: 'q1', type: 'quantitative', format: ',.1f' },
     { field: 'q3', type: 'quantitative', format: ',.1f' }, { field: 'n', type: 'quantitative' },
   ] as const;
-  return {
-    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: {
-      text: 'Exec → new kernel’s first console line, by payload size',
-      subtitle: `median of ${repeatsPhrase(rows)} per point; bars span the interquartile range. Lower is better.`,
-    },
-    data: { values },
-    facet: {
-      column: { field: 'arch', type: 'nominal', title: null, sort: [...ARCHES] },
-    },
-    spec: {
-      width: panelWidth,
+  // hconcat rather than facet: a facet's panels share one scale type.
+  const panels = arches.map((arch) => {
+    const mine = values.filter((v) => v.arch === arch);
+    const { log, scale, axis } = yScale(Math.min(...mine.map((v) => v.q1)), Math.max(...mine.map((v) => v.q3)));
+    const y = { field: 'median', type: 'quantitative', title: `ms${log ? ', log scale' : ''}`, scale, axis } as const;
+    const payloads = [...new Set(mine.map((v) => v.payloadMiB))].sort((a, b) => a - b).map(payloadLabel);
+    return {
+      title: { text: arch, anchor: 'middle', fontSize: 14 },
+      width: arches.length > 1 ? 330 : 700,
       height: 320,
+      data: { values: mine },
       encoding: {
         x: {
           field: 'payload', type: 'ordinal', sort: payloads, title: 'initramfs payload, MiB',
@@ -147,7 +156,16 @@ export function latencySpec(rows: readonly SummaryRow[]): vl.TopLevelSpec {
         { mark: { type: 'line', strokeWidth: 2 }, encoding: { y } },
         { mark: { type: 'point', filled: true, size: 70, opacity: 1 }, encoding: { y, shape, tooltip } },
       ],
+    };
+  });
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: {
+      text: 'Exec → new kernel’s first console line, by payload size',
+      subtitle: `median of ${repeatsPhrase(rows)} per point; bars span the interquartile range. Lower is better.`,
     },
+    hconcat: panels,
+    spacing: 40,
     resolve: { scale: { y: 'independent' } },
     config: { ...CONFIG, legend: { ...CONFIG.legend, orient: 'bottom', columns: 2, direction: 'vertical' } },
   } as vl.TopLevelSpec;
@@ -165,9 +183,11 @@ export function phasesSpec(rows: readonly SummaryRow[]): vl.TopLevelSpec {
   // The total's label rides on the loader's first segment: a second data
   // set for the text layer would give the shared y scale two sources.
   const values: Record<string, unknown>[] = [];
+  const panels: string[] = [];
   for (const arch of archesOf(rows)) {
     const largest = payloadsOf(rows, arch).at(-1)!;
     const panel = `${arch} · ${payloadLabel(largest)} MiB payload`;
+    panels.push(panel);
     for (const loader of loadersOf(rows, arch)) {
       const row = rows.find((r) => r.arch === arch && r.loader === loader && r.payloadMiB === largest);
       if (!row || row.okN === 0) continue;
@@ -202,10 +222,10 @@ export function phasesSpec(rows: readonly SummaryRow[]): vl.TopLevelSpec {
       text: 'Where one kexec reboot’s time goes, per loader',
       subtitle: 'medians; exec → userspace is the downtime, load (pale) runs before it while services still run',
     },
-    facet: { row: { field: 'panel', type: 'nominal', title: null, header: { labelAngle: 0, labelAlign: 'left', labelAnchor: 'start', labelOrient: 'top' } } },
+    facet: { row: { field: 'panel', type: 'nominal', title: null, sort: panels, header: { labelAngle: 0, labelAlign: 'left', labelAnchor: 'start', labelOrient: 'top' } } },
     data: { values },
     spec: {
-      width: 430,
+      width: 520,
       height: { step: 26 },
       layer: [
         {

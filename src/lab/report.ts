@@ -236,23 +236,23 @@ export function renderHtml(results: LabResults, rows: readonly SummaryRow[], cha
 <p class="meta">Started ${htmlEscape(results.startedAt)} · host: ${h.cpus} CPUs, ${htmlEscape(h.qemu)}, Node ${htmlEscape(h.node)} · ${results.runs.length} runs</p>
 <pre><code>${htmlEscape(results.command)}</code></pre>
 
-<h2>Exec latency side by side</h2>
+<h2 id="summary">Exec latency side by side</h2>
 <p>${htmlEscape(methodSentence(rows))}</p>
 ${summary}
 
-<h2>Charts</h2>
+<h2 id="charts">Charts</h2>
 <figure>${charts.latency}</figure>
 <figure>${charts.phases}</figure>
 
-<h2>All figures</h2>
+<h2 id="details">All figures</h2>
 <div class="scroll">
 ${tableToHtml(detailTable(rows), 'detail')}
 </div>
 
-<h2>Failures</h2>
+<h2 id="failures">Failures</h2>
 ${failuresHtml(rows)}
 
-<h2>Method</h2>
+<h2 id="method">Method</h2>
 ${notesHtml(rows)}
 </body>
 </html>

@@ -13,7 +13,7 @@
  *   QKLAB:second-up token=… marker=… cmdline=…   the second kernel's /init
  * and the kernel itself prints "kexec_core: Starting new kernel" when it
  * commits to the kexec, and the new kernel's first line carries the
- * printk timestamp [    0.000000].
+ * printk timestamp [    0.000000] (see NEW_KERNEL_FIRST_LINE).
  *
  * Phases (ms, host clock):
  *   loadMs             load-start → load-done of the load that is exec'd
@@ -26,7 +26,7 @@
  * When the kernel line is missing the exec marker is the anchor instead
  * (result.execAnchor says which).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -221,6 +221,13 @@ export function scenarioScript(s: Scenario, token: string): string {
   return lines.join('\n') + '\n';
 }
 
+/**
+ * A line only a booting kernel prints: the printk timestamp at zero, or (x86
+ * kernels with X86_VERBOSE_BOOTUP) the decompressor's first words, which come
+ * earlier still.
+ */
+export const NEW_KERNEL_FIRST_LINE = /\[\s*0\.000000\]|early console in extract_kernel|Decompressing Linux/;
+
 /** Reads the serial log back into landmarks, loads and phases, and checks the expectations. */
 export function analyse(s: Scenario, lines: { t: number; text: string }[], token: string): Pick<ScenarioResult, 'failures' | 'phases' | 'marks' | 'execAnchor' | 'newKernelFirstLine' | 'loads' | 'second'> {
   const failures: string[] = [];
@@ -258,7 +265,7 @@ export function analyse(s: Scenario, lines: { t: number; text: string }[], token
     } else if (execIndex >= 0 && startingIndex < 0 && /Starting new kernel/.test(x)) {
       startingIndex = i;
       marks.kernelStarting = l.t;
-    } else if (execIndex >= 0 && marks.newKernelFirstLine === undefined && /\[\s*0\.000000\]/.test(x)) {
+    } else if (execIndex >= 0 && marks.newKernelFirstLine === undefined && NEW_KERNEL_FIRST_LINE.test(x)) {
       marks.newKernelFirstLine = l.t;
       firstLine = x;
     } else if ((m = /QKLAB:second-up token=(\S+) marker=(\S+) cmdline=(.*)$/.exec(x))) {
@@ -371,7 +378,7 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
       ok: a.failures.length === 0,
       ...a,
       exit,
-      sizes: { initrd1: i1.bytes, initrd2: i2.bytes },
+      sizes: { kernel2: (await stat(kernel2)).size, initrd1: i1.bytes, initrd2: i2.bytes },
       qemu: guest.command,
       log: guest.logLines(),
     };

@@ -83,6 +83,14 @@ test('analyse: without the kernel line, phases are anchored on the exec marker',
   assert.equal(a.phases.execCommandMs, undefined);
 });
 
+test('analyse: an x86 decompressor line (X86_VERBOSE_BOOTUP) is the new kernel\'s first line', () => {
+  const log = goodLog();
+  log.splice(7, 0, { t: 6300, text: 'early console in extract_kernel' });
+  const a = analyse(base, log, 'tok');
+  assert.equal(a.marks.newKernelFirstLine, 6300);
+  assert.equal(a.phases.execToFirstLineMs, 100);
+});
+
 test('analyse: each broken expectation is reported', () => {
   const noSecond = analyse(base, goodLog().slice(0, -1), 'tok');
   assert.match(noSecond.failures.join('\n'), /never reached its \/init/);
