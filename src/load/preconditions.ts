@@ -64,7 +64,7 @@ export function checkPreconditions(c: CheckInput): Check[] {
   } else if (s.machine !== c.kernelArch) {
     out.push(fail('architecture', new QkexecError('wrong-arch', `the kernel is for ${c.kernelArch} but this machine is ${s.machine ?? process.arch}`, { remedy: `use a ${s.machine ?? process.arch} kernel` })));
   } else {
-    out.push(pass('architecture', `${c.kernelArch} kernel on a ${s.machine} machine`));
+    out.push(pass('architecture', `${c.kernelArch} kernel, ${s.machine} machine`));
   }
 
   out.push(

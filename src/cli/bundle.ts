@@ -1,0 +1,148 @@
+/**
+ * `npm run bundle -- --arch x86_64|arm64 --out DIR`: a directory that runs
+ * as `node DIR/qkexec.mjs ARGS` on a machine of that architecture with
+ * nothing but node installed:
+ *
+ *   DIR/qkexec.mjs                          the CLI, one ESM file (esbuild)
+ *   DIR/node_modules/koffi/                 koffi's JavaScript
+ *   DIR/node_modules/@koromix/koffi-linux-<cpu>/  its native module
+ *
+ * koffi stays outside the bundle because it loads a native .node file by
+ * path. The native package for another architecture is fetched with
+ * `npm pack` into ${QKEXEC_CACHE:-~/.cache/qkexec}/npm/ once. The target is
+ * node18: guests may run their distribution's older node.
+ */
+import { build } from 'esbuild';
+import { execFileSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Arch } from '../image/types.ts';
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const NODE_MODULES = join(REPO, 'node_modules');
+
+/** node's process.arch for each Arch: the suffix of koffi's per-platform package. */
+export const NODE_CPU: Record<Arch, string> = { x86_64: 'x64', arm64: 'arm64' };
+/** ELF e_machine of each architecture's native module. */
+const E_MACHINE: Record<Arch, number> = { x86_64: 62, arm64: 183 };
+
+export function cacheDir(): string {
+  return process.env.QKEXEC_CACHE ?? join(homedir(), '.cache', 'qkexec');
+}
+
+function json(file: string): { version: string } {
+  return JSON.parse(readFileSync(file, 'utf8')) as { version: string };
+}
+
+/** koffi's JavaScript (its C++ sources, docs and vendored headers are not needed at run time). */
+function copyKoffiJs(dest: string): void {
+  const src = join(NODE_MODULES, 'koffi');
+  cpSync(src, dest, {
+    recursive: true,
+    filter: (p) => {
+      const rel = relative(src, p);
+      if (rel === '') return true;
+      if (/^(doc|lib|vendor)(\/|$)/.test(rel)) return false;
+      if (statSync(p).isDirectory()) return true;
+      return /\.(c?js|json|d\.ts)$/.test(rel) || /^LICENSE/.test(rel);
+    },
+  });
+}
+
+/** The per-platform native package: from node_modules when installed, else npm pack into the cache. */
+function nativePackage(arch: Arch, version: string): string {
+  const name = `@koromix/koffi-linux-${NODE_CPU[arch]}`;
+  const installed = join(NODE_MODULES, name);
+  if (existsSync(installed) && json(join(installed, 'package.json')).version === version) return installed;
+
+  const cache = join(cacheDir(), 'npm');
+  const unpacked = join(cache, `koffi-linux-${NODE_CPU[arch]}-${version}`);
+  if (existsSync(join(unpacked, 'package.json'))) return unpacked;
+  mkdirSync(cache, { recursive: true });
+  const tgz = join(cache, `koromix-koffi-linux-${NODE_CPU[arch]}-${version}.tgz`);
+  if (!existsSync(tgz)) {
+    execFileSync('npm', ['pack', `${name}@${version}`, '--pack-destination', cache, '--silent'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  }
+  rmSync(unpacked, { recursive: true, force: true });
+  mkdirSync(unpacked, { recursive: true });
+  execFileSync('tar', ['-xzf', tgz, '-C', unpacked, '--strip-components=1']);
+  return unpacked;
+}
+
+/** Checks the native module is an ELF for the target architecture, so a wrong copy fails here, not in a guest. */
+function checkNative(dir: string, arch: Arch): string {
+  const file = join(dir, `linux_${NODE_CPU[arch]}`, 'koffi.node');
+  if (!existsSync(file)) throw new Error(`${file} is missing from koffi's ${arch} package`);
+  const b = readFileSync(file);
+  if (b.readUInt32BE(0) !== 0x7f454c46) throw new Error(`${file} is not an ELF file`);
+  const machine = b.readUInt16LE(18);
+  if (machine !== E_MACHINE[arch]) throw new Error(`${file} is for ELF machine ${machine}, not ${arch} (${E_MACHINE[arch]})`);
+  return file;
+}
+
+export async function bundle(arch: Arch, out: string): Promise<void> {
+  const version = json(join(REPO, 'package.json')).version;
+  const koffiVersion = json(join(NODE_MODULES, 'koffi', 'package.json')).version;
+  mkdirSync(out, { recursive: true });
+  await build({
+    entryPoints: [join(REPO, 'src/cli/main.ts')],
+    outfile: join(out, 'qkexec.mjs'),
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node18',
+    external: ['koffi'],
+    define: { __QKEXEC_VERSION__: JSON.stringify(version) },
+    // commander is CommonJS; its require() of node builtins needs a real require in ESM output.
+    banner: { js: "#!/usr/bin/env node\nimport { createRequire as __qkexecCreateRequire } from 'node:module';\nconst require = __qkexecCreateRequire(import.meta.url);" },
+    logLevel: 'warning',
+    legalComments: 'none',
+  });
+
+  const nm = join(out, 'node_modules');
+  rmSync(nm, { recursive: true, force: true });
+  copyKoffiJs(join(nm, 'koffi'));
+  const native = nativePackage(arch, koffiVersion);
+  const dest = join(nm, '@koromix', `koffi-linux-${NODE_CPU[arch]}`);
+  cpSync(native, dest, { recursive: true });
+  checkNative(dest, arch);
+  writeFileSync(join(out, 'BUNDLE'), `qkexec ${version} for ${arch} (linux-${NODE_CPU[arch]}), koffi ${koffiVersion}\nrun: node qkexec.mjs --help\n`);
+}
+
+function usage(msg: string): never {
+  process.stderr.write(`bundle: ${msg} — usage: npm run bundle -- --arch x86_64|arm64 --out DIR\n`);
+  process.exit(2);
+}
+
+async function cli(argv: string[]): Promise<void> {
+  let arch: string | undefined;
+  let out: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const [k, v] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, argv[i + 1]];
+    if (k === '--arch' || k === '--out') {
+      if (v === undefined) usage(`${k} needs a value`);
+      if (!a.includes('=')) i++;
+      if (k === '--arch') arch = v;
+      else out = v;
+    } else {
+      usage(`unknown argument ${a}`);
+    }
+  }
+  if (arch !== 'x86_64' && arch !== 'arm64') usage(`--arch must be x86_64 or arm64${arch ? `, not ${arch}` : ''}`);
+  if (!out) usage('--out DIR is required');
+  try {
+    await bundle(arch, resolve(out));
+  } catch (e) {
+    process.stderr.write(`bundle: ${(e as Error).message}\n`);
+    process.exit(1);
+  }
+  process.stdout.write(`bundle: wrote ${resolve(out)}/qkexec.mjs for ${arch}\n`);
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  await cli(process.argv.slice(2));
+}
+

@@ -1,0 +1,56 @@
+/**
+ * `npm run bundle`: the directory must run with node alone, from anywhere.
+ * The x86_64 bundle is run here; the arm64 one is checked for layout and
+ * for an aarch64 native module (guests run it).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { bundle } from '../../../src/cli/bundle.ts';
+import { bzImage } from '../image/fixtures.ts';
+import { cleanup, memmapFiles, sysroot, tmp, writeTree, x86Iomem } from '../load/fixtures.ts';
+
+test.after(cleanup);
+
+const elfMachine = (file: string) => readFileSync(file).readUInt16LE(18);
+
+test('x86_64 bundle runs from outside the repository with node alone', { skip: process.arch !== 'x64' ? 'needs an x86_64 host' : false }, async () => {
+  const out = tmp('qkexec-bundle-');
+  await bundle('x86_64', out);
+  assert.equal(elfMachine(join(out, 'node_modules/@koromix/koffi-linux-x64/linux_x64/koffi.node')), 62);
+  assert.equal(existsSync(join(out, 'node_modules/koffi/src/koffi/index.cjs')), true);
+  const fx = writeTree(tmp(), { bzImage: bzImage(), iomem: x86Iomem(true), ...memmapFiles('memmap') });
+  const run = (...args: string[]) => spawnSync(process.execPath, [join(out, 'qkexec.mjs'), ...args], { cwd: '/', encoding: 'utf8', env: { PATH: process.env.PATH } });
+
+  const help = run('--help');
+  assert.equal(help.status, 0, help.stderr);
+  assert.match(help.stdout, /^Usage: qkexec/);
+  const st = run('status', '--sysroot', sysroot({ arch: 'x86_64', loaded: 0 }));
+  assert.equal(st.status, 0, st.stderr);
+  assert.match(st.stdout, /kernel loaded: +no/);
+  const plan = run('plan', join(fx, 'bzImage'), '--iomem', join(fx, 'iomem'), '--memmap', join(fx, 'memmap'), '--json');
+  assert.equal(plan.status, 0, plan.stderr);
+  assert.equal(JSON.parse(plan.stdout).plan.strategy, 'quick');
+  const lab = run('lab');
+  assert.equal(lab.status, 1);
+  assert.match(lab.stderr, /^qkexec: qkexec lab is not available here/);
+
+  // koffi, as the bundle resolves it, reaches the kernel: getpid through syscall(2).
+  const ffi = spawnSync(process.execPath, ['-e', `
+    const k = require('module').createRequire(${JSON.stringify(join(out, 'qkexec.mjs'))})('koffi');
+    const sc = k.load('libc.so.6').func('long syscall(long, ...)');
+    process.stdout.write(String(sc(39) === process.pid));`], { cwd: '/', encoding: 'utf8' });
+  assert.equal(ffi.stdout, 'true', ffi.stderr);
+});
+
+test('arm64 bundle carries the aarch64 native module', async () => {
+  const out = tmp('qkexec-bundle-');
+  await bundle('arm64', out);
+  assert.equal(elfMachine(join(out, 'node_modules/@koromix/koffi-linux-arm64/linux_arm64/koffi.node')), 183);
+  assert.equal(existsSync(join(out, 'node_modules/@koromix/koffi-linux-x64')), false);
+  const js = readFileSync(join(out, 'qkexec.mjs'), 'utf8');
+  assert.match(js, /^#!\/usr\/bin\/env node/);
+  assert.doesNotMatch(js, /import\.meta\.dirname/, 'node 18 has no import.meta.dirname');
+});
