@@ -48,9 +48,22 @@ const CONFIG = {
   view: { stroke: '#ccc' },
 } as const;
 
+/**
+ * Vega-Lite warns that the phases chart's bar and text layers feed one
+ * independent y scale from two data nodes, and says it will assume they
+ * are forks of one source, which they are. Everything else still goes to
+ * stderr.
+ */
+const HARMLESS = /^Detected faceted independent scales that union domain/;
+const logger = vega.logger(vega.Warn, undefined, (method, level, args) => {
+  if (HARMLESS.test(String(args[0]))) return;
+  console.warn(level, ...args);
+});
+
 /** Renders a Vega-Lite spec to an SVG string. */
 export async function renderSvg(spec: vl.TopLevelSpec): Promise<string> {
-  const view = new vega.View(vega.parse(vl.compile(spec).spec), { renderer: 'none' });
+  const compiled = vl.compile(spec, { logger }).spec;
+  const view = new vega.View(vega.parse(compiled), { renderer: 'none', logger });
   try {
     return await view.toSVG();
   } finally {
@@ -208,7 +221,7 @@ export function phasesSpec(rows: readonly SummaryRow[]): vl.TopLevelSpec {
       });
       const down = user ?? first;
       if (segments.length === 0) continue;
-      segments[0]!.label = down === undefined ? '' : `${fmtMs(down)} down`;
+      segments[0]!.label = down === undefined ? '' : `downtime ${fmtMs(down)}`;
       for (const seg of segments) seg.total = end;
       values.push(...segments);
     }

@@ -15,13 +15,16 @@ import { latencyChart, phasesChart, fmtMs, fmtMsNumber } from './charts.ts';
 import { LOADER_LABELS, REFERENCE_LOADER, readResults, type LabArch, type LabResults } from './results.ts';
 import { archesOf, loadersOf, payloadsOf, summarise, type Metric, type Stat, type SummaryRow } from './stats.ts';
 
+/** A cell: text, or a figure with a smaller second line (its spread). */
+export type Cell = string | { main: string; sub: string };
+
 /** A table both renderers share, so the Markdown and the HTML cannot disagree. */
 export interface Table {
   caption: string;
   header: string[];
   /** Per column: text left, numbers right. */
   align: ('left' | 'right')[];
-  rows: string[][];
+  rows: Cell[][];
 }
 
 const REF_LABEL = LOADER_LABELS[REFERENCE_LOADER];
@@ -43,12 +46,12 @@ function okNote(r: SummaryRow): string {
   return r.okN === r.n ? '' : ` [${r.okN}/${r.n} ok]`;
 }
 
-function execCell(r: SummaryRow | undefined): string {
+function execCell(r: SummaryRow | undefined): Cell {
   if (!r) return '—';
   const s = r.stats.execToFirstLineMs;
   if (!s) return r.okN === 0 ? `failed (0/${r.n})` : `—${okNote(r)}`;
   const ratio = r.ratioToKexecToolsI.execToFirstLineMs;
-  return `${fmtMs(s.median)}${ratio === undefined ? '' : ` (${fmtRatio(ratio)})`}${okNote(r)}`;
+  return { main: fmtMs(s.median), sub: `${ratio === undefined ? '' : `(${fmtRatio(ratio)})`}${okNote(r)}`.trim() };
 }
 
 /** Per arch: loaders down, payloads across; exec → first line with its ratio, then load at every payload. */
@@ -71,9 +74,9 @@ export function summaryTables(rows: readonly SummaryRow[]): Table[] {
   });
 }
 
-function statCell(s: Stat | undefined): string {
+function statCell(s: Stat | undefined): Cell {
   if (!s) return '—';
-  return `${fmtMsNumber(s.median)} [${fmtMsNumber(s.q1)}–${fmtMsNumber(s.q3)}]`;
+  return { main: fmtMsNumber(s.median), sub: `[${fmtMsNumber(s.q1)}–${fmtMsNumber(s.q3)}]` };
 }
 
 function ratioCell(r: number | undefined): string {
@@ -87,35 +90,45 @@ const DETAIL_METRICS: [Metric, string][] = [
   ['execToUserspaceMs', 'Exec → userspace'],
 ];
 
-/** Every cell with its spread and both ratios: the table to check a claim against. */
-export function detailTable(rows: readonly SummaryRow[]): Table {
-  const metrics = DETAIL_METRICS.filter(([m]) => rows.some((r) => r.stats[m]));
-  const bytes = rows.some((r) => r.bytesToRelocate !== undefined);
-  return {
-    caption: 'Every cell: median [first–third quartile], ms',
-    header: [
-      'Arch', 'Loader', 'Payload, MiB', 'OK / runs',
-      ...metrics.map(([, label]) => label),
-      `Exec → first line ÷ ${REF_LABEL}`, 'Exec → first line ÷ floor',
-      ...(bytes ? ['Relocated at exec'] : []),
-      'Kernel',
-    ],
-    align: ['left', 'left', 'right', 'right', ...metrics.map(() => 'right' as const), 'right', 'right', ...(bytes ? ['right' as const] : []), 'left'],
-    rows: rows.map((r) => [
-      r.arch, LOADER_LABELS[r.loader], String(r.payloadMiB), `${r.okN} / ${r.n}`,
-      ...metrics.map(([m]) => statCell(r.stats[m])),
-      ratioCell(r.ratioToKexecToolsI.execToFirstLineMs),
-      r.ratioToFloor.execToFirstLineMs === undefined ? '—' : `${fmtRatio(r.ratioToFloor.execToFirstLineMs)} (floor ${r.floorPayloadMiB} MiB)`,
-      ...(bytes ? [r.bytesToRelocate === undefined ? '—' : `${fmtBytes(r.bytesToRelocate)}${r.strategies.length ? ` (${r.strategies.join(', ')})` : ''}`] : []),
-      r.kernels.join(', '),
-    ]),
-  };
-}
-
 function fmtBytes(n: number): string {
   if (n === 0) return '0';
   if (n < 1024 * 1024) return `${(n / 1024).toFixed(0)} KiB`;
   return `${(n / (1024 * 1024)).toFixed(1)} MiB`;
+}
+
+/** Every cell of one arch with its spread and both ratios: the table to check a claim against. */
+export function detailTable(rows: readonly SummaryRow[], arch: LabArch): Table {
+  const mine = rows.filter((r) => r.arch === arch);
+  const metrics = DETAIL_METRICS.filter(([m]) => mine.some((r) => r.stats[m]));
+  const bytes = mine.some((r) => r.bytesToRelocate !== undefined);
+  return {
+    caption: arch,
+    header: [
+      'Loader', 'Payload, MiB', 'OK / runs',
+      ...metrics.map(([, label]) => `${label}, ms`),
+      `Exec → first line ÷ ${REF_LABEL}`, 'Exec → first line ÷ floor',
+      ...(bytes ? ['Left to relocate at exec'] : []),
+    ],
+    align: ['left', 'right', 'right', ...metrics.map(() => 'right' as const), 'right', 'right', ...(bytes ? ['right' as const] : [])],
+    rows: mine.map((r) => [
+      LOADER_LABELS[r.loader], String(r.payloadMiB), `${r.okN} / ${r.n}`,
+      ...metrics.map(([m]) => statCell(r.stats[m])),
+      ratioCell(r.ratioToKexecToolsI.execToFirstLineMs),
+      ratioCell(r.ratioToFloor.execToFirstLineMs),
+      ...(bytes ? [r.bytesToRelocate === undefined ? '—' : { main: fmtBytes(r.bytesToRelocate), sub: r.strategies.length ? `(${r.strategies.join(', ')})` : '' }] : []),
+    ]),
+  };
+}
+
+/** Which kernel each loader ran on, grouped by kernel: "K: loader, loader". */
+export function kernelLines(rows: readonly SummaryRow[], arch: LabArch): string[] {
+  const byKernel = new Map<string, string[]>();
+  for (const loader of loadersOf(rows, arch)) {
+    const kernels = [...new Set(rows.filter((r) => r.arch === arch && r.loader === loader).flatMap((r) => r.kernels))];
+    const key = kernels.join(' + ');
+    byKernel.set(key, [...(byKernel.get(key) ?? []), LOADER_LABELS[loader]]);
+  }
+  return [...byKernel].map(([k, loaders]) => `${k}: ${loaders.join(', ')}`);
 }
 
 function repeats(rows: readonly SummaryRow[]): string {
@@ -129,8 +142,12 @@ function mdEscape(s: string): string {
   return s.replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/\n/g, ' ');
 }
 
+function cellText(c: Cell): string {
+  return typeof c === 'string' ? c : `${c.main} ${c.sub}`.trim();
+}
+
 export function tableToMarkdown(t: Table): string {
-  const line = (cells: string[]) => `| ${cells.map(mdEscape).join(' | ')} |`;
+  const line = (cells: Cell[]) => `| ${cells.map((c) => mdEscape(cellText(c))).join(' | ')} |`;
   const rule = `|${t.align.map((a) => (a === 'right' ? '---:' : ':---')).join('|')}|`;
   return [line(t.header), rule, ...t.rows.map(line)].join('\n');
 }
@@ -163,8 +180,20 @@ export function htmlEscape(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
 }
 
+/**
+ * Where a cell may wrap: text (loader names) at spaces only, so
+ * "kexec-tools -i" never breaks at its hyphens; figures ("1,102 ms",
+ * "16 MiB") never, lists ("156 / 220 / 419") after their slashes.
+ */
+function cellHtml(c: Cell, align: 'left' | 'right'): string {
+  const nowrap = (s: string) => `<span class="w">${htmlEscape(s)}</span>`;
+  if (typeof c !== 'string') return `${nowrap(c.main)}${c.sub ? `<span class="sub">${htmlEscape(c.sub)}</span>` : ''}`;
+  const chunks = align === 'left' ? c.split(' ') : c.split(/(?<= \/) /);
+  return chunks.map(nowrap).join(' ');
+}
+
 export function tableToHtml(t: Table, cls = ''): string {
-  const cell = (tag: 'th' | 'td', s: string, i: number) => `<${tag} class="${t.align[i]}">${htmlEscape(s)}</${tag}>`;
+  const cell = (tag: 'th' | 'td', c: Cell, i: number) => `<${tag} class="${t.align[i]}">${cellHtml(c, t.align[i]!)}</${tag}>`;
   return [
     `<table${cls ? ` class="${cls}"` : ''}>`,
     `<thead><tr>${t.header.map((h, i) => cell('th', h, i)).join('')}</tr></thead>`,
@@ -187,9 +216,12 @@ table { border-collapse: collapse; margin: 8px 0 16px; font-variant-numeric: tab
 th, td { border: 1px solid #ddd; padding: 4px 8px; vertical-align: top; }
 thead th { background: #f3f3f3; }
 tbody th { font-weight: 600; background: #fafafa; }
-.right { text-align: right; white-space: nowrap; }
+.right { text-align: right; }
 .left { text-align: left; }
-table.detail { font-size: 12.5px; }
+.w { white-space: nowrap; }
+.sub { display: block; font-size: 12.5px; color: #444; white-space: nowrap; }
+table.detail { font-size: 13px; }
+.kernels { color: #444; font-size: 13.5px; margin: -8px 0 16px; }
 .scroll { overflow-x: auto; }
 figure { margin: 16px 0 28px; }
 figure svg { max-width: 100%; height: auto; display: block; }
@@ -209,7 +241,7 @@ function failuresHtml(rows: readonly SummaryRow[]): string {
 function notesHtml(rows: readonly SummaryRow[]): string {
   const notes = [
     `Every figure is the median over the successful repeats of its cell (${repeats(rows)} repeats per cell); failed runs are excluded from the figures and counted in “OK / runs”. The spread is the interquartile range (first to third quartile, linear interpolation).`,
-    'Times come from the host’s clock: the lab timestamps each line as it arrives on the guest’s serial console. Exec → first line runs from the old kernel’s “kexec_core: Starting new kernel” to the new kernel’s first console line (earlyprintk on x86_64, earlycon on arm64); it covers relocation, purgatory and the new kernel’s earliest boot. Exec → userspace runs to the new kernel’s /init printing its marker. Load is the loader command in the guest, start to exit, Node start-up included for qkexec.',
+    'Times come from the host’s clock: the lab timestamps each line as it arrives on the guest’s serial console. Exec → first line runs from the old kernel’s “kexec_core: Starting new kernel” to the new kernel’s first console line (earlyprintk on x86_64, earlycon on arm64); it covers relocation, purgatory and the new kernel’s earliest boot. Exec → userspace runs to the new kernel’s /init printing its marker. Load is the loader command in the guest, start to exit, Node start-up included for qkexec. Exec command (in “All figures”) runs from the exec command’s start to “Starting new kernel”: the command’s own start-up, sync and device shutdown, before any of the exec → … figures.',
     `Ratios are ratios of medians, taken against ${REF_LABEL} on the same arch and payload in the same results file, and against the floor: the same loader on the same arch with the smallest payload measured (0 MiB when the lab ran a dedicated floor).`,
     'The payload is incompressible random data added to the second kernel’s initramfs, so every byte must be loaded, checksummed or relocated as the loader does.',
     'Guests run under QEMU with TCG (software emulation, no KVM), so absolute times are slower than on hardware and memory-bound work is relatively more expensive; compare loaders within one file, not absolute numbers across machines.',
@@ -222,6 +254,13 @@ export function renderHtml(results: LabResults, rows: readonly SummaryRow[], cha
   const h = results.host;
   const summary = summaryTables(rows)
     .map((t) => `<h3>${htmlEscape(t.caption)}</h3>\n${tableToHtml(t)}`)
+    .join('\n');
+  const details = archesOf(rows)
+    .map((arch) => [
+      `<h3>${htmlEscape(arch)}</h3>`,
+      `<div class="scroll">\n${tableToHtml(detailTable(rows, arch), 'detail')}\n</div>`,
+      `<p class="kernels">Kernels: ${kernelLines(rows, arch).map(htmlEscape).join('; ')}</p>`,
+    ].join('\n'))
     .join('\n');
   return `<!doctype html>
 <html lang="en">
@@ -245,9 +284,8 @@ ${summary}
 <figure>${charts.phases}</figure>
 
 <h2 id="details">All figures</h2>
-<div class="scroll">
-${tableToHtml(detailTable(rows), 'detail')}
-</div>
+<p>Median over the successful repeats; below it, in brackets, the first–third quartile range.</p>
+${details}
 
 <h2 id="failures">Failures</h2>
 ${failuresHtml(rows)}
