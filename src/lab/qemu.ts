@@ -94,7 +94,7 @@ export class Guest {
   readonly exited: Promise<GuestExit>;
   private readonly t0: bigint;
   private readonly child: ChildProcess;
-  private partial: { t: number; text: string } | undefined;
+  private partial: { t: number; bytes: Buffer[] } | undefined;
   private listeners = new Set<(l: SerialLine, i: number) => void>();
   private exitInfo: GuestExit | undefined;
   private timedOut = false;
@@ -122,8 +122,8 @@ export class Guest {
         if (this.exitInfo) return;
         clearTimeout(timer);
         live.delete(this.child);
-        if (this.partial) this.push(this.partial);
-        this.partial = undefined;
+        const rest = this.takePartial();
+        if (rest) this.push(rest);
         for (const l of this.stderr.split('\n').filter(Boolean)) this.push({ t: this.now(), text: `[qemu stderr] ${l}` });
         this.exitInfo = { code, signal, timedOut: this.timedOut, killed: this.killedFor, t: this.now() };
         resolve(this.exitInfo);
@@ -151,22 +151,27 @@ export class Guest {
 
   private onData(b: Buffer, echo: boolean): void {
     const t = this.now();
-    const text = b.toString('latin1');
     let start = 0;
     for (;;) {
-      const nl = text.indexOf('\n', start);
-      const piece = text.slice(start, nl < 0 ? undefined : nl);
+      const nl = b.indexOf(0x0a, start);
+      const piece = b.subarray(start, nl < 0 ? undefined : nl);
       if (piece.length > 0 || nl >= 0) {
-        if (this.partial === undefined) this.partial = { t, text: '' };
-        this.partial.text += piece;
+        if (this.partial === undefined) this.partial = { t, bytes: [] };
+        this.partial.bytes.push(piece);
       }
       if (nl < 0) break;
-      const line = { t: this.partial!.t, text: this.partial!.text.replace(/\r/g, '') };
-      this.partial = undefined;
+      const line = this.takePartial()!;
       this.push(line);
       if (echo) process.stderr.write(`[${(line.t / 1000).toFixed(3).padStart(8)}] ${line.text}\n`);
       start = nl + 1;
     }
+  }
+
+  /** Lines are decoded whole, so a UTF-8 character split across reads stays intact. */
+  private takePartial(): SerialLine | undefined {
+    const p = this.partial;
+    this.partial = undefined;
+    return p && { t: p.t, text: Buffer.concat(p.bytes).toString('utf8').replace(/\r/g, '') };
   }
 
   private push(l: SerialLine): void {

@@ -26,7 +26,7 @@
  * When the kernel line is missing the exec marker is the anchor instead
  * (result.execAnchor says which).
  */
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -383,14 +383,25 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
       log: guest.logLines(),
     };
     if (!result.ok || opts.keepLogs) {
-      const file = join(opts.logDir ?? cachePath('logs'), `${s.name.replace(/[^\w.-]+/g, '_')}-${Date.now()}.log`);
+      const dir = opts.logDir ?? cachePath('logs');
+      const file = join(dir, `${s.name.replace(/[^\w.-]+/g, '_')}-${Date.now()}.log`);
       await guest.saveLog(file);
+      await pruneLogs(dir, 200);
       result.logFile = file;
     }
     return result;
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/** Keeps the `keep` newest .log files of `dir`: logs are for the last runs, not an archive. */
+async function pruneLogs(dir: string, keep: number): Promise<void> {
+  const files = (await readdir(dir)).filter((f) => f.endsWith('.log'));
+  if (files.length <= keep) return;
+  const dated = await Promise.all(files.map(async (f) => ({ f, t: (await stat(join(dir, f))).mtimeMs })));
+  dated.sort((a, b) => b.t - a.t);
+  for (const { f } of dated.slice(keep)) await rm(join(dir, f), { force: true });
 }
 
 /** A short human summary of a failed result: failures, log file, log tail. */

@@ -21,12 +21,12 @@ export function assetsFor(arch: Arch): Promise<ArchAssets> {
 
 /** Runs `s` and asserts it passed its own expectations; returns the result for further checks. */
 export async function runOk(s: Scenario): Promise<ScenarioResult> {
-  const r = await runScenario(s, { assets: await assetsFor(s.arch) });
+  const r = await runScenario(s, { assets: await assetsFor(s.arch), keepLogs: true });
   const p = r.phases;
   const ms = (v?: number): string => (v === undefined ? '-' : `${Math.round(v)} ms`);
   process.stderr.write(
     `[e2e] ${s.name}: ${r.ok ? 'ok' : 'FAILED'}; load ${ms(p.loadMs)}, exec→first line ${ms(p.execToFirstLineMs)}, ` +
-      `exec→userspace ${ms(p.execToUserspaceMs)} (anchor: ${r.execAnchor ?? '-'})\n`,
+      `exec→userspace ${ms(p.execToUserspaceMs)} (anchor: ${r.execAnchor ?? '-'}); log ${r.logFile}\n`,
   );
   assert.ok(r.ok, describeFailure(r));
   return r;

@@ -44,7 +44,9 @@ test('serial lines: split across writes, CR stripped, timed by their first byte,
     [
       `printf 'first line\\r\\nsec'`,
       'sleep 0.3',
-      `printf 'ond line\\nQKLAB:exec\\n'`,
+      `printf 'ond line \\342\\200'`,
+      'sleep 0.1',
+      `printf '\\224 dash\\nQKLAB:exec\\n'`,
       'sleep 0.2',
       `printf 'unterminated tail'`,
       'echo oops >&2',
@@ -59,7 +61,7 @@ test('serial lines: split across writes, CR stripped, timed by their first byte,
       assert.deepEqual(e.code, 3);
       assert.equal(e.timedOut, false);
       const texts = g.lines.map((l) => l.text);
-      assert.deepEqual(texts, ['first line', 'second line', 'QKLAB:exec', 'unterminated tail', '[qemu stderr] oops']);
+      assert.deepEqual(texts, ['first line', 'second line — dash', 'QKLAB:exec', 'unterminated tail', '[qemu stderr] oops']);
       // "second line" began in the first write: its time is that of its first byte.
       assert.ok(g.lines[1].t < g.lines[2].t - 200, `${g.lines[1].t} vs ${g.lines[2].t}`);
       for (let i = 1; i < g.lines.length; i++) assert.ok(g.lines[i].t >= g.lines[i - 1].t);
