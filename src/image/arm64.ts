@@ -10,6 +10,7 @@
  */
 import type { Arm64Image } from './types.ts';
 import { LeReader, MAX_FOOTPRINT } from './reader.ts';
+import { peFileSize } from './pe.ts';
 
 /** Byte offsets of struct arm64_image_header. */
 export const arm64_image_header = {
@@ -86,6 +87,15 @@ export function parseArm64Image(bytes: Uint8Array, file: string, context = ''): 
   }
   if (image_size > MAX_FOOTPRINT) {
     throw r.fail(`image_size 0x${image_size.toString(16)} is implausibly large (over 4 GiB): corrupt header`, h.image_size);
+  }
+
+  // EFI-stub kernels say how long the file must be; a raw Image cannot.
+  const needed = peFileSize(r, r.u32(h.res5, 'res5 (PE header offset)'));
+  if (needed !== undefined && needed > bytes.length) {
+    throw r.fail(
+      `truncated: the EFI stub's PE section table needs 0x${needed.toString(16)} bytes of Image, the file has 0x${bytes.length.toString(16)}`,
+      bytes.length,
+    );
   }
 
   const pageField = Number((flags >> ARM64_IMAGE_FLAG_PAGE_SIZE_SHIFT) & ARM64_IMAGE_FLAG_PAGE_SIZE_MASK);
