@@ -182,23 +182,24 @@ export function htmlEscape(s: string): string {
 
 /**
  * Where a cell may wrap: text (loader names) at spaces only, so
- * "kexec-tools -i" never breaks at its hyphens; figures ("1,102 ms",
- * "16 MiB") never, lists ("156 / 220 / 419") after their slashes.
+ * "kexec-tools -i" never breaks at its hyphens; so do headers; figures
+ * ("1,102 ms") never, lists ("156 / 220 / 419") after their slashes.
  */
-function cellHtml(c: Cell, align: 'left' | 'right'): string {
+function cellHtml(c: Cell, breakAtSpaces: boolean): string {
   const nowrap = (s: string) => `<span class="w">${htmlEscape(s)}</span>`;
   if (typeof c !== 'string') return `${nowrap(c.main)}${c.sub ? `<span class="sub">${htmlEscape(c.sub)}</span>` : ''}`;
-  const chunks = align === 'left' ? c.split(' ') : c.split(/(?<= \/) /);
+  const chunks = breakAtSpaces ? c.split(' ') : c.split(/(?<= \/) /);
   return chunks.map(nowrap).join(' ');
 }
 
 export function tableToHtml(t: Table, cls = ''): string {
-  const cell = (tag: 'th' | 'td', c: Cell, i: number) => `<${tag} class="${t.align[i]}">${cellHtml(c, t.align[i]!)}</${tag}>`;
+  const cell = (tag: 'th' | 'td', c: Cell, i: number, header: boolean) =>
+    `<${tag} class="${t.align[i]}">${cellHtml(c, header || t.align[i] === 'left')}</${tag}>`;
   return [
     `<table${cls ? ` class="${cls}"` : ''}>`,
-    `<thead><tr>${t.header.map((h, i) => cell('th', h, i)).join('')}</tr></thead>`,
+    `<thead><tr>${t.header.map((h, i) => cell('th', h, i, true)).join('')}</tr></thead>`,
     '<tbody>',
-    ...t.rows.map((r) => `<tr>${r.map((c, i) => cell(i === 0 ? 'th' : 'td', c, i)).join('')}</tr>`),
+    ...t.rows.map((r) => `<tr>${r.map((c, i) => cell(i === 0 ? 'th' : 'td', c, i, false)).join('')}</tr>`),
     '</tbody>',
     '</table>',
   ].join('\n');
@@ -241,7 +242,7 @@ function failuresHtml(rows: readonly SummaryRow[]): string {
 function notesHtml(rows: readonly SummaryRow[]): string {
   const notes = [
     `Every figure is the median over the successful repeats of its cell (${repeats(rows)} repeats per cell); failed runs are excluded from the figures and counted in “OK / runs”. The spread is the interquartile range (first to third quartile, linear interpolation).`,
-    'Times come from the host’s clock: the lab timestamps each line as it arrives on the guest’s serial console. Exec → first line runs from the old kernel’s “kexec_core: Starting new kernel” to the new kernel’s first console line (earlyprintk on x86_64, earlycon on arm64); it covers relocation, purgatory and the new kernel’s earliest boot. Exec → userspace runs to the new kernel’s /init printing its marker. Load is the loader command in the guest, start to exit, Node start-up included for qkexec. Exec command (in “All figures”) runs from the exec command’s start to “Starting new kernel”: the command’s own start-up, sync and device shutdown, before any of the exec → … figures.',
+    'Times come from the host’s clock: the lab timestamps each line as it arrives on the guest’s serial console. Exec → first line runs from the old kernel’s “kexec_core: Starting new kernel” to the new kernel’s first console line (its decompressor’s first words on x86_64, or its first printk through earlyprintk/earlycon); it covers relocation, purgatory and the new kernel’s earliest boot. Exec → userspace runs to the new kernel’s /init printing its marker. Load is the loader command in the guest, start to exit, Node start-up included for qkexec. Exec command (in “All figures”) runs from the exec command’s start to “Starting new kernel”: the command’s own start-up, sync and device shutdown, before any of the exec → … figures.',
     `Ratios are ratios of medians, taken against ${REF_LABEL} on the same arch and payload in the same results file, and against the floor: the same loader on the same arch with the smallest payload measured (0 MiB when the lab ran a dedicated floor).`,
     'The payload is incompressible random data added to the second kernel’s initramfs, so every byte must be loaded, checksummed or relocated as the loader does.',
     'Guests run under QEMU with TCG (software emulation, no KVM), so absolute times are slower than on hardware and memory-bound work is relatively more expensive; compare loaders within one file, not absolute numbers across machines.',
@@ -259,7 +260,7 @@ export function renderHtml(results: LabResults, rows: readonly SummaryRow[], cha
     .map((arch) => [
       `<h3>${htmlEscape(arch)}</h3>`,
       `<div class="scroll">\n${tableToHtml(detailTable(rows, arch), 'detail')}\n</div>`,
-      `<p class="kernels">Kernels: ${kernelLines(rows, arch).map(htmlEscape).join('; ')}</p>`,
+      `<p class="kernels">Kernels:<br>${kernelLines(rows, arch).map(htmlEscape).join('<br>')}</p>`,
     ].join('\n'))
     .join('\n');
   return `<!doctype html>
