@@ -112,7 +112,7 @@ export async function bundle(arch: Arch, out: string): Promise<void> {
 }
 
 function usage(msg: string): never {
-  process.stderr.write(`bundle: ${msg} — usage: npm run bundle -- --arch x86_64|arm64 --out DIR\n`);
+  process.stderr.write(`bundle: ${msg} -- usage: npm run bundle -- --arch x86_64|arm64 --out DIR\n`);
   process.exit(2);
 }
 

@@ -5,7 +5,7 @@
  * as `kexec`.
  *
  * Output: results on stdout; a failure is exactly one line on stderr,
- * "qkexec: <what failed> — <what to do>", and exit status 1 (2 for usage
+ * "qkexec: <what failed> -- <what to do>", and exit status 1 (2 for usage
  * errors). --verbose adds the details (cause chain, stack) on stderr.
  */
 import { readFileSync, realpathSync, writeFileSync, writeSync } from 'node:fs';
@@ -51,7 +51,7 @@ class UsageError extends QkexecError {
 
 function parseAddress(v: string, what: string): bigint {
   const m = /^(0x[0-9a-f]+|\d+)([kmg])?$/i.exec(v.trim());
-  if (!m) throw new UsageError(`${what} ${JSON.stringify(v)} is not an address (hex 0x…, decimal, optional K/M/G)`);
+  if (!m) throw new UsageError(`${what} ${JSON.stringify(v)} is not an address (hex 0x..., decimal, optional K/M/G)`);
   const mult = { k: 1n << 10n, m: 1n << 20n, g: 1n << 30n }[(m[2] ?? '').toLowerCase() as 'k' | 'm' | 'g'] ?? 1n;
   return BigInt(m[1]!) * mult;
 }
@@ -359,16 +359,16 @@ function defaultRemedy(e: QkexecError): string {
   return 'run with --verbose for details';
 }
 
-/** "qkexec: <message> — <remedy>" on one line; details only with --verbose. */
+/** "qkexec: <message> -- <remedy>" on one line; details only with --verbose. */
 function report(e: unknown, verbose: boolean): number {
   const oneLine = (s: string) => s.replace(/\s*\n\s*/g, ' ').trim();
   if (e instanceof CommanderError) {
     const msg = oneLine(e.message.replace(/^error:\s*/, ''));
-    err(`qkexec: ${msg} — see qkexec --help`);
+    err(`qkexec: ${msg} -- see qkexec --help`);
     return 2;
   }
   if (e instanceof QkexecError) {
-    err(`qkexec: ${oneLine(e.message)} — ${oneLine(e.remedy ?? defaultRemedy(e))}`);
+    err(`qkexec: ${oneLine(e.message)} -- ${oneLine(e.remedy ?? defaultRemedy(e))}`);
     if (verbose) {
       err(`  code: ${e.code}`);
       for (let c: unknown = e.cause; c; c = (c as Error).cause) err(`  cause: ${c instanceof Error ? c.message : String(c)}`);
@@ -377,7 +377,7 @@ function report(e: unknown, verbose: boolean): number {
     return e.code === 'usage' ? 2 : 1;
   }
   const m = e instanceof Error ? e.message : String(e);
-  err(`qkexec: internal error: ${oneLine(m)} — please report it, with the output of --verbose`);
+  err(`qkexec: internal error: ${oneLine(m)} -- please report it, with the output of --verbose`);
   if (verbose && e instanceof Error && e.stack) err(e.stack);
   return 1;
 }

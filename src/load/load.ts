@@ -69,7 +69,7 @@ function readInitrd(file: string, wantBytes: boolean): { file: string; size: big
     if (st.size === 0) throw new QkexecError('empty-initrd', `initramfs ${file} is empty`, { remedy: 'rebuild the initramfs, or load without --initrd' });
     if (!wantBytes) return { file, size: BigInt(st.size) };
     const bytes = readFileSync(fd);
-    if (bytes.length !== st.size) throw new QkexecError('short-read', `initramfs ${file} changed size while being read (${st.size} → ${bytes.length} bytes)`);
+    if (bytes.length !== st.size) throw new QkexecError('short-read', `initramfs ${file} changed size while being read (${st.size} -> ${bytes.length} bytes)`);
     return { file, size: BigInt(bytes.length), bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
   } catch (e) {
     if (e instanceof QkexecError) throw e;

@@ -46,7 +46,7 @@ function requireRoot(sys: SysReader, what: string): void {
   if (!p.capSysBoot) {
     throw new SystemError('EPERM', `${what} needs root (CAP_SYS_BOOT); running as uid ${p.uid} without it`, {
       errno: ERRNO.EPERM,
-      remedy: 'run qkexec as root (sudo qkexec …)',
+      remedy: 'run qkexec as root (sudo qkexec ...)',
     });
   }
 }
@@ -79,7 +79,7 @@ export interface ExecReport {
 export async function execLoaded(o: ExecOptions): Promise<ExecReport> {
   if (!requireKexec(o.sys)) {
     throw new QkexecError('not-loaded', 'no kernel is loaded (/sys/kernel/kexec_loaded is 0)', {
-      remedy: 'load one first: qkexec load --kernel FILE [--initrd FILE] [--append …]',
+      remedy: 'load one first: qkexec load --kernel FILE [--initrd FILE] [--append ...]',
     });
   }
   requireRoot(o.sys, 'rebooting into the loaded kernel');

@@ -56,7 +56,7 @@ export function checkPreconditions(c: CheckInput): Check[] {
   out.push(
     p.capSysBoot
       ? pass('privileges', p.uid === 0 ? 'running as root' : `uid ${p.uid} with CAP_SYS_BOOT`)
-      : fail('privileges', new SystemError('EPERM', `loading a kernel needs root (CAP_SYS_BOOT); running as uid ${p.uid} without it`, { errno: ERRNO.EPERM, remedy: 'run qkexec as root (sudo qkexec …)' })),
+      : fail('privileges', new SystemError('EPERM', `loading a kernel needs root (CAP_SYS_BOOT); running as uid ${p.uid} without it`, { errno: ERRNO.EPERM, remedy: 'run qkexec as root (sudo qkexec ...)' })),
   );
 
   if (s.overridden && s.machine !== c.kernelArch) {

@@ -154,7 +154,7 @@ function epermReason(ctx: SyscallContext): { message: string; remedy: string } {
   if (f.capSysBoot === false) {
     return {
       message: `${ctx.syscall} refused (EPERM): not allowed to ${what} without CAP_SYS_BOOT${f.uid !== undefined ? ` (running as uid ${f.uid})` : ''}`,
-      remedy: 'run qkexec as root (sudo qkexec …)',
+      remedy: 'run qkexec as root (sudo qkexec ...)',
     };
   }
   if (ctx.syscall === 'reboot') {
@@ -211,13 +211,13 @@ export function kexecError(errno: number, ctx: SyscallContext): SystemError {
       return mk('reboot(LINUX_REBOOT_CMD_KEXEC) is not available (ENOSYS): this kernel was built without kexec support', 'boot a kernel built with CONFIG_KEXEC');
     case ERRNO.EBUSY:
       return mk(
-        `${sc} failed (EBUSY): kexec is busy — another load, unload or reboot is in progress, or a crash kernel is being loaded`,
+        `${sc} failed (EBUSY): kexec is busy -- another load, unload or reboot is in progress, or a crash kernel is being loaded`,
         'wait for the other kexec operation to finish and retry',
       );
     case ERRNO.EINVAL:
     case ERRNO.EADDRNOTAVAIL: {
       if (sc === 'reboot') {
-        return mk('reboot(LINUX_REBOOT_CMD_KEXEC) failed (EINVAL): no kernel is loaded', 'load one first: qkexec load --kernel …');
+        return mk('reboot(LINUX_REBOOT_CMD_KEXEC) failed (EINVAL): no kernel is loaded', 'load one first: qkexec load --kernel ...');
       }
       if (sc === 'kexec_load' && ctx.segments) {
         const d = diagnoseSegments(ctx.segments, { totalRam: f.totalRam, archFlag: ctx.archFlag, expectedArchFlag: ctx.expectedArchFlag });

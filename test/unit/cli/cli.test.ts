@@ -33,12 +33,12 @@ function qkexec(...args: string[]) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** A failure: non-zero, and stderr is exactly one line "qkexec: … — …". */
+/** A failure: non-zero, and stderr is exactly one line "qkexec: ... -- ...". */
 function failsWithOneLine(r: ReturnType<typeof qkexec>, code: number, re: RegExp) {
   assert.equal(r.code, code, `exit status; stderr: ${r.stderr}`);
   const lines = r.stderr.split('\n').filter((l) => l !== '');
   assert.equal(lines.length, 1, `one line on stderr, got:\n${r.stderr}`);
-  assert.match(lines[0]!, /^qkexec: .+ — .+/);
+  assert.match(lines[0]!, /^qkexec: .+ -- .+/);
   assert.match(lines[0]!, re);
 }
 
@@ -104,7 +104,7 @@ test('load --dry-run with failing preconditions: every check printed, exit 1, on
   const r = qkexec('load', '--dry-run', '--sysroot', root, '--kernel', f('bzImage'), '--syscall', 'classic');
   assert.match(r.stdout, /FAIL {2}privileges/);
   assert.match(r.stdout, /FAIL {2}lockdown/);
-  failsWithOneLine(r, 1, /needs root \(CAP_SYS_BOOT\).* — run qkexec as root/);
+  failsWithOneLine(r, 1, /needs root \(CAP_SYS_BOOT\).* -- run qkexec as root/);
   const nokexec = sysroot({ arch: 'x86_64' });
   failsWithOneLine(qkexec('load', '--dry-run', '--sysroot', nokexec, f('bzImage')), 1, /no kexec support/);
 });
@@ -128,7 +128,7 @@ test('usage errors exit 2 with one line', () => {
 });
 
 test('exec --dry-run: refuses when nothing is loaded', () => {
-  failsWithOneLine(qkexec('exec', '--dry-run', '--sysroot', sysroot({ arch: 'x86_64', loaded: 0 })), 1, /no kernel is loaded .* — load one first/);
+  failsWithOneLine(qkexec('exec', '--dry-run', '--sysroot', sysroot({ arch: 'x86_64', loaded: 0 })), 1, /no kernel is loaded .* -- load one first/);
   const r = qkexec('exec', '--dry-run', '--sysroot', sysroot({ arch: 'x86_64', loaded: 1 }), '--state-file', f('none.json'));
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /would be booting the loaded kernel/);
