@@ -3,6 +3,7 @@
  * after this (planning, building the boot data, the preconditions) works
  * from this snapshot and reads nothing else.
  */
+import { QkexecError } from '../errors.ts';
 import type { Arch } from '../image/types.ts';
 import { parseIomem, type IomemResource } from '../memory/iomem.ts';
 import { memoryMapFromIomem, type MemoryMap } from '../memory/map.ts';
@@ -31,9 +32,21 @@ export interface Snapshot {
   overridden: boolean;
 }
 
-export function readSnapshot(sys: SysReader): Snapshot {
+/** /proc/iomem parsed; as non-root it shows no addresses, which --iomem works around. */
+function readIomem(sys: SysReader): { iomem: IomemResource[]; file: string } {
   const { text, file } = sys.iomem();
-  const iomem = parseIomem(text, file);
+  try {
+    return { iomem: parseIomem(text, file), file };
+  } catch (e) {
+    if (e instanceof QkexecError && e.code === 'EPERM') {
+      throw new QkexecError('EPERM', e.message, { remedy: 'run as root, or pass --iomem FILE (a copy of /proc/iomem taken as root)', cause: e });
+    }
+    throw e;
+  }
+}
+
+export function readSnapshot(sys: SysReader): Snapshot {
+  const { iomem, file } = readIomem(sys);
   return {
     machine: archFromNode(process.arch),
     privileges: sys.privileges(),

@@ -195,7 +195,16 @@ export class SysReader {
   /** The flattened device tree the running kernel booted with (arm64). */
   fdt(): { bytes: Uint8Array; file: string } | undefined {
     const file = this.fdtFile();
-    const b = this.read(file, 'device tree of the running kernel');
+    let b: Buffer | undefined;
+    try {
+      b = this.read(file, 'device tree of the running kernel');
+    } catch (e) {
+      // /sys/firmware/fdt is readable by root only.
+      if (e instanceof SystemError && e.code === 'EACCES') {
+        throw new SystemError('EACCES', e.message, { remedy: 'run as root, or pass --fdt FILE (a copy of /sys/firmware/fdt)', cause: e });
+      }
+      throw e;
+    }
     return b === undefined ? undefined : { bytes: new Uint8Array(b.buffer, b.byteOffset, b.byteLength), file };
   }
 
