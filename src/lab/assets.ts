@@ -21,6 +21,7 @@ import { cachePath } from './cache.ts';
 import { run } from './host.ts';
 import { withLibraries, resolveInSysroot, type GuestFile } from './elf-deps.ts';
 import { defaultReporter, type Reporter, type StepProgress } from './progress.ts';
+import { exclusive } from './slots.ts';
 
 export type Arch = 'x86_64' | 'arm64';
 export const ARCHES: readonly Arch[] = ['x86_64', 'arm64'];
@@ -243,14 +244,19 @@ export async function ensureAssets(arch: Arch, opts: FetchOptions = {}): Promise
   const rep = opts.reporter ?? defaultReporter();
   const dir = archDir(arch);
   const root = join(dir, 'root');
-  if (!existsSync(join(dir, 'kernel.json')) || !existsSync(join(dir, 'vmlinuz'))) {
-    await rep.step(`${arch}: Debian kernel`, (p) => fetchKernel(arch, p));
-  }
-  if (!existsSync(join(root, '.complete'))) {
-    await rep.step(`${arch}: busybox, kexec-tools and libraries`, (p) => fetchUserland(arch, p));
-  }
-  if (arch === 'arm64' && !existsSync(join(armNodeDir(), 'bin', 'node'))) {
-    await rep.step(`arm64: node ${nodeVersion()}`, (p) => fetchArmNode(p));
+  const complete = (): boolean =>
+    existsSync(join(dir, 'kernel.json')) &&
+    existsSync(join(dir, 'vmlinuz')) &&
+    existsSync(join(root, '.complete')) &&
+    (arch !== 'arm64' || existsSync(join(armNodeDir(), 'bin', 'node')));
+  if (!complete()) {
+    // Test files run in parallel: one process fetches, the others wait and find it done.
+    await exclusive(`fetch-${arch}`, async () => {
+      if (complete()) return;
+      await rep.step(`${arch}: Debian kernel`, (p) => fetchKernel(arch, p));
+      await rep.step(`${arch}: busybox, kexec-tools and libraries`, (p) => fetchUserland(arch, p));
+      if (arch === 'arm64') await rep.step(`arm64: node ${nodeVersion()}`, (p) => fetchArmNode(p));
+    }, () => rep.info(`${arch}: another process is fetching the assets; waiting`));
   }
   const kernelInfo = JSON.parse(await readFile(join(dir, 'kernel.json'), 'utf8')) as { package: string; version: string };
   const busybox = await firstExisting(root, ['/bin/busybox', '/usr/bin/busybox'], 'busybox');

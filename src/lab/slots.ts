@@ -4,7 +4,8 @@
  * slot file $TMPDIR/qklab-slots/slot-K containing its pid (not in the cache,
  * which CI may carry over with stale pids). A slot whose pid is dead is
  * taken over. N = QKLAB_MAX_GUESTS (default 2: TCG guests are CPU-bound
- * and the machine has two cores).
+ * and the machine has two cores). The same mechanism with one slot makes
+ * other work exclusive across processes (asset downloads).
  */
 import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -42,14 +43,17 @@ async function tryTake(path: string): Promise<boolean> {
   return false;
 }
 
-/** Waits for a free slot; call the returned function to release it. */
-export async function acquireGuestSlot(onWait?: () => void): Promise<() => Promise<void>> {
+/**
+ * Waits for one of `count` slots named `<name>-K` in $TMPDIR/qklab-slots;
+ * call the returned function to release it.
+ */
+export async function acquireSlot(name: string, count: number, onWait?: () => void): Promise<() => Promise<void>> {
   const dir = join(tmpdir(), 'qklab-slots');
   await mkdir(dir, { recursive: true });
   let waited = false;
   for (;;) {
-    for (let k = 0; k < maxGuests(); k++) {
-      const path = join(dir, `slot-${k}`);
+    for (let k = 0; k < count; k++) {
+      const path = join(dir, `${name}-${k}`);
       if (await tryTake(path)) {
         return async () => {
           await rm(path, { force: true });
@@ -59,5 +63,19 @@ export async function acquireGuestSlot(onWait?: () => void): Promise<() => Promi
     if (!waited) onWait?.();
     waited = true;
     await sleep(250);
+  }
+}
+
+export function acquireGuestSlot(onWait?: () => void): Promise<() => Promise<void>> {
+  return acquireSlot('slot', maxGuests(), onWait);
+}
+
+/** One process at a time does `fn` for `name` (e.g. fetching one arch's assets). */
+export async function exclusive<T>(name: string, fn: () => Promise<T>, onWait?: () => void): Promise<T> {
+  const release = await acquireSlot(name, 1, onWait);
+  try {
+    return await fn();
+  } finally {
+    await release();
   }
 }
