@@ -283,8 +283,8 @@ export async function ensurePatchedKernel(arch: Arch, opts: FetchOptions = {}): 
   const rep = opts.reporter ?? defaultReporter();
   const script = new URL('../../kernel/build', import.meta.url).pathname;
   if (!existsSync(script)) throw new Error(`${script} does not exist yet: cannot build the patched ${arch} kernel`);
-  return rep.step(`${arch}: patched kernel (kernel/build)`, async () => {
-    const r = await run('nice', [script, arch]);
+  return rep.step(`${arch}: patched kernel (kernel/build)`, async (p) => {
+    const r = await run('nice', [script, arch], { onStderrLine: (l) => p.note(l.replace(/^kernel\/build: /, '')) });
     const last = r.stdout.trim().split('\n').pop() ?? '';
     if (!existsSync(last)) throw new Error(`kernel/build ${arch} printed "${last}" as its last line, which is not a file`);
     return last;

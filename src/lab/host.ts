@@ -24,6 +24,8 @@ export interface RunOptions {
   input?: string;
   /** Do not throw on a non-zero exit; the caller inspects `code`. */
   allowFail?: boolean;
+  /** Called with each complete stderr line as it arrives (progress of long commands). */
+  onStderrLine?: (line: string) => void;
 }
 
 export interface RunResult {
@@ -42,7 +44,14 @@ export function run(cmd: string, args: string[], opts: RunOptions = {}): Promise
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
+    let pending = '';
+    child.stderr.on('data', (b: Buffer) => {
+      err.push(b);
+      if (!opts.onStderrLine) return;
+      const lines = (pending + b.toString()).split('\n');
+      pending = lines.pop() ?? '';
+      for (const l of lines) opts.onStderrLine(l);
+    });
     child.on('error', (e) => reject(new HostCommandError(`${cmd} ${args.join(' ')}`, null, String(e))));
     child.on('close', (code) => {
       const r = { stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), code };
