@@ -131,6 +131,7 @@ export async function load(o: LoadOptions): Promise<LoadReport> {
   let classic: ClassicLoad | undefined;
   let plan: KexecPlan | undefined;
   let buildError: QkexecError | undefined;
+  let classicError: QkexecError | undefined;
   try {
     if (syscalls.includes('kexec_load')) {
       try {
@@ -139,14 +140,16 @@ export async function load(o: LoadOptions): Promise<LoadReport> {
       } catch (e) {
         // Under auto, a kexec_load that cannot be built only loses the fallback.
         if (!(e instanceof QkexecError) || syscalls.length === 1) throw e;
-        notice(`kexec_load fallback unavailable: ${e.message}`);
+        classicError = e;
         syscalls = syscalls.filter((s) => s !== 'kexec_load');
       }
     }
     plan ??= planOnly(payload, snap.memory, o, inputs);
+    if (classicError) notice(`kexec_load fallback unavailable: ${classicError.message}`);
   } catch (e) {
     if (!(e instanceof QkexecError)) throw e;
-    buildError = e;
+    // The kexec_load error is the precise one (it built the boot data too).
+    buildError = classicError ?? e;
   }
 
   const planInformative = syscalls[0] === 'kexec_file_load';
