@@ -14,7 +14,7 @@
  */
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -100,6 +100,9 @@ export async function bundle(arch: Arch, out: string): Promise<void> {
     logLevel: 'warning',
     legalComments: 'none',
   });
+
+  // Executable, so it can be installed as a command (e.g. symlinked as kexec).
+  chmodSync(join(out, 'qkexec.mjs'), 0o755);
 
   const nm = join(out, 'node_modules');
   rmSync(nm, { recursive: true, force: true });

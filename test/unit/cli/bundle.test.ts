@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { bundle } from '../../../src/cli/bundle.ts';
 import { bzImage } from '../image/fixtures.ts';
@@ -52,5 +52,6 @@ test('arm64 bundle carries the aarch64 native module', async () => {
   assert.equal(existsSync(join(out, 'node_modules/@koromix/koffi-linux-x64')), false);
   const js = readFileSync(join(out, 'qkexec.mjs'), 'utf8');
   assert.match(js, /^#!\/usr\/bin\/env node/);
+  assert.equal(statSync(join(out, 'qkexec.mjs')).mode & 0o111, 0o111, 'executable');
   assert.doesNotMatch(js, /import\.meta\.dirname/, 'node 18 has no import.meta.dirname');
 });
