@@ -28,14 +28,15 @@ export function formatPlan(plan: KexecPlan): string {
   const line = (cells: string[]): string =>
     cells.map((c, i) => (i === 0 || i === 3 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
 
-  let region: string;
-  if (plan.region === undefined) region = 'no Quick kexec region';
+  // Without a region the reason already says so ("no Quick kexec region").
+  let region: string | undefined;
+  if (plan.region === undefined) region = undefined;
   else if (plan.strategy === 'quick') region = `region ${formatRange(plan.region)} (${formatSize(size(plan.region))}, ${regionUsePercent(plan)}% used)`;
   else region = `region ${formatRange(plan.region)} (${formatSize(size(plan.region))}, unused)`;
 
   const summary = [
     `strategy ${plan.strategy}: ${plan.reason}`,
-    region,
+    ...(region === undefined ? [] : [region]),
     `bytesToRelocate ${plan.bytesToRelocate} (${formatSize(plan.bytesToRelocate)})`,
     `entry ${hex(plan.entry)}`,
   ].join('; ');
