@@ -4,7 +4,7 @@
  * and arch, into a private temporary directory (parallel test files must not
  * overwrite each other's bundle).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,9 +14,19 @@ import type { Arch } from './assets.ts';
 export const REPO_ROOT = new URL('../../', import.meta.url).pathname;
 
 const built = new Map<Arch, Promise<string>>();
+const temporary: string[] = [];
 
+/** Without `out`, the bundle goes to a temporary directory removed when the process exits. */
 export async function buildBundle(arch: Arch, out?: string): Promise<string> {
-  const dir = out ?? (await mkdtemp(join(tmpdir(), `qklab-bundle-${arch}-`)));
+  let dir = out;
+  if (dir === undefined) {
+    dir = await mkdtemp(join(tmpdir(), `qklab-bundle-${arch}-`));
+    if (temporary.push(dir) === 1) {
+      process.on('exit', () => {
+        for (const d of temporary) rmSync(d, { recursive: true, force: true });
+      });
+    }
+  }
   await run('npm', ['run', '--silent', 'bundle', '--', '--arch', arch, '--out', dir], { cwd: REPO_ROOT });
   if (!existsSync(join(dir, 'qkexec.mjs'))) throw new Error(`npm run bundle -- --arch ${arch} --out ${dir} wrote no qkexec.mjs`);
   return dir;
