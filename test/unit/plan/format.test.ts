@@ -21,11 +21,11 @@ test('formatPlan: one row per segment by address, inclusive ends, and the summar
     text,
     [
       'role              start         end  size          align',
-      'kernel       0x39000000  0x3ba3bfff  42.23 MiB  0x200000',
-      'boot_params  0x3ba3c000  0x3ba3dfff  8 KiB        0x1000',
-      'purgatory    0x3ba3e000  0x3ba3efff  4 KiB        0x1000',
-      'initrd       0x3c800000  0x3effffff  40 MiB       0x1000',
-      'strategy quick: payload fits the Quick kexec region; region 0x39000000-0x3effffff (96 MiB, 85% used); bytesToRelocate 0 (0 bytes); entry 0x3ba3e000',
+      'boot_params  0x39000000  0x39001fff  8 KiB        0x1000',
+      'purgatory    0x39002000  0x39002fff  4 KiB        0x1000',
+      'initrd       0x39c00000  0x3c3fffff  40 MiB       0x1000',
+      'kernel       0x3c400000  0x3ee3bfff  42.23 MiB  0x200000',
+      'strategy quick: payload fits the Quick kexec region; region 0x39000000-0x3effffff (96 MiB, 85% used); bytesToRelocate 0 (0 bytes); entry 0x39002000',
       '',
     ].join('\n'),
   );

@@ -28,8 +28,9 @@ test('x86_64 guest, auto: the payload goes in the Quick kexec region, nothing to
   assert.equal(plan.bytesToRelocate, 0n);
   assert.deepEqual(plan.region, memory.quick);
   assert.ok(inside(plan, memory.quick!));
-  assert.equal(at(plan, 'kernel'), 0x39000000n); // region base, 2 MiB aligned
-  assert.equal(at(plan, 'initrd'), 0x3f000000n - 40n * MiB); // top-down to the region's end
+  // Top-down: the highest 2 MiB aligned base whose init_size fits below the region's end.
+  assert.equal(at(plan, 'kernel'), 0x3c400000n);
+  assert.equal(at(plan, 'initrd'), 0x3c400000n - 40n * MiB); // top-down, right under the kernel
   assert.equal(plan.entry, at(plan, 'purgatory'));
 });
 
@@ -45,11 +46,11 @@ test('x86_64 guest, standard: outside every reservation and above 1 MiB; relocat
     assert.ok(s.mem >= MiB, `${s.role} below 1 MiB`);
     for (const r of memory.reserved) assert.ok(!overlaps(seg, r.range), `${s.role} overlaps ${r.name}`);
   }
-  // Bottom-up from pref_address, past the running kernel (Kernel bss ends at 0x2ffffff).
-  assert.equal(at(plan, 'kernel'), 0x3000000n);
-  assert.equal(at(plan, 'boot_params'), MiB);
   // Top-down, under the Quick kexec region which it must avoid.
-  assert.equal(at(plan, 'initrd'), 0x39000000n - 40n * MiB);
+  assert.equal(at(plan, 'kernel'), 0x36400000n);
+  assert.equal(at(plan, 'boot_params'), MiB);
+  // Top-down too, right under the kernel.
+  assert.equal(at(plan, 'initrd'), 0x36400000n - 40n * MiB);
   assert.deepEqual(plan.region, memory.quick);
 });
 

@@ -9,7 +9,7 @@ test('bzImage: kernel sized by init_size, aligned by kernel_alignment, from pref
   const reqs = segmentRequests(bzImage(), { initrd: 40n * MiB + 5n });
   assert.deepEqual(reqs.map((r) => r.role), ['kernel', 'initrd', 'boot_params', 'purgatory']);
   const [kernel, initrd, bootParams, purgatory] = reqs;
-  assert.deepEqual(kernel, { role: 'kernel', bufsz: 8_000_000n, memsz: 0x2a3c000n, align: 0x200000n, min: 0x1000000n, max: PHYS_LIMIT });
+  assert.deepEqual(kernel, { role: 'kernel', bufsz: 8_000_000n, memsz: 0x2a3c000n, align: 0x200000n, min: 0x1000000n, max: PHYS_LIMIT, topDown: true });
   // XLF_CAN_BE_LOADED_ABOVE_4G: no ceiling; top-down, page granular, above 16 MiB.
   assert.deepEqual(initrd, { role: 'initrd', bufsz: 40n * MiB + 5n, memsz: 40n * MiB + 4096n, align: 4096n, min: 16n * MiB, max: PHYS_LIMIT, topDown: true });
   // Zero page + cmdline_size + NUL, page rounded.
