@@ -61,8 +61,14 @@ export interface LoadStep {
   append?: string;
   /** Extra loader arguments for this load (after the scenario's loaderArgs). */
   args?: string[];
-  /** This load must fail (non-zero exit) and leave kexec_loaded at 0. */
+  /** This load must fail (non-zero exit) and leave kexec_loaded as expectLoaded says. */
   expectFail?: boolean;
+  /**
+   * /sys/kernel/kexec_loaded after this load. Default: 1 after a load that
+   * succeeds, 0 after an expected failure; 1 for a failure that must leave
+   * an earlier load in place.
+   */
+  expectLoaded?: 0 | 1;
   loader?: Loader;
 }
 export interface ShellStep {
@@ -283,12 +289,13 @@ export function analyse(s: Scenario, lines: { t: number; text: string }[], token
       failures.push(`load ${name}: never finished`);
       continue;
     }
+    const want = st.expectLoaded ?? (st.expectFail ? 0 : 1);
     if (st.expectFail) {
       if (r.rc === 0) failures.push(`load ${name}: succeeded but should have failed`);
-      if (r.loaded !== 0) failures.push(`load ${name}: failed load left /sys/kernel/kexec_loaded=${r.loaded}, expected 0`);
+      if (r.loaded !== want) failures.push(`load ${name}: failed load left /sys/kernel/kexec_loaded=${r.loaded}, expected ${want}`);
     } else {
       if (r.rc !== 0) failures.push(`load ${name}: exit status ${r.rc}; stderr: ${r.stderr.join(' | ') || '(empty)'}`);
-      else if (r.loaded !== 1) failures.push(`load ${name}: succeeded but /sys/kernel/kexec_loaded=${r.loaded}, expected 1`);
+      else if (r.loaded !== want) failures.push(`load ${name}: succeeded but /sys/kernel/kexec_loaded=${r.loaded}, expected ${want}`);
     }
   }
   if (s.expectSecondUp ?? true) {
