@@ -22,7 +22,7 @@ import { acquireLock, DEFAULT_LOCK_FILE } from '../sys/lock.ts';
 import type { SysReader } from '../sys/state.ts';
 import { buildClassic, planOnly, type ArchInputs, type ClassicLoad, type Payload, type PlanOptions } from './build.ts';
 import { composeCmdline, type CmdlineOptions } from './cmdline.ts';
-import { checkPreconditions, firstFailure, syscallOrder, type Check, type KexecSyscall, type SyscallChoice } from './preconditions.ts';
+import { checkPreconditions, firstFailure, payloadSizeCheck, privilegesCheck, syscallOrder, type Check, type KexecSyscall, type SyscallChoice } from './preconditions.ts';
 import { factsOf, readE820, readRsdp, readSnapshot, type Snapshot } from './snapshot.ts';
 import { DEFAULT_STATE_FILE, stateFromPlan, writeState } from './statefile.ts';
 
@@ -59,15 +59,19 @@ export interface LoadReport {
   notices: string[];
 }
 
-/** Reads the initramfs: whole for kexec_load, size only when the kernel reads it itself. */
-function readInitrd(file: string, wantBytes: boolean): { file: string; size: bigint; bytes?: Uint8Array } {
+/**
+ * Reads the initramfs: whole for kexec_load, size only when the kernel
+ * reads it itself, or when it is larger than `maxBytes` (the load is
+ * refused anyway, and reading it could exhaust memory).
+ */
+function readInitrd(file: string, wantBytes: boolean, maxBytes?: bigint): { file: string; size: bigint; bytes?: Uint8Array } {
   let fd: number | undefined;
   try {
     fd = openSync(file, 'r');
     const st = fstatSync(fd);
     if (!st.isFile()) throw new QkexecError('not-a-file', `initramfs ${file} is not a regular file`, { remedy: 'pass the initramfs file with --initrd' });
     if (st.size === 0) throw new QkexecError('empty-initrd', `initramfs ${file} is empty`, { remedy: 'rebuild the initramfs, or load without --initrd' });
-    if (!wantBytes) return { file, size: BigInt(st.size) };
+    if (!wantBytes || (maxBytes !== undefined && BigInt(st.size) > maxBytes)) return { file, size: BigInt(st.size) };
     const bytes = readFileSync(fd);
     if (bytes.length !== st.size) throw new QkexecError('short-read', `initramfs ${file} changed size while being read (${st.size} -> ${bytes.length} bytes)`);
     return { file, size: BigInt(bytes.length), bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
@@ -107,12 +111,41 @@ function stateAfterFailure(before: boolean | undefined, after: boolean | undefin
   return 'no kernel is loaded';
 }
 
+/** Errors whose message already says what is loaded. */
+const stated = new WeakSet<QkexecError>();
+
+/** Appends what is loaded now to the message, keeping the error's class (and file, offset, errno). */
 function withState(e: QkexecError, suffix: string): QkexecError {
-  const errno = e instanceof SystemError ? e.errno : undefined;
-  return new SystemError(e.code, `${e.message}; ${suffix}`, { errno, remedy: e.remedy, cause: e });
+  e.message = `${e.message}; ${suffix}`;
+  stated.add(e);
+  return e;
 }
 
+/**
+ * Every refusal of a real load ends by saying what is loaded: a load that
+ * failed before its syscall changed nothing, and the message says so.
+ */
 export async function load(o: LoadOptions): Promise<LoadReport> {
+  try {
+    return await loadOnce(o);
+  } catch (e) {
+    if (o.dryRun || !(e instanceof QkexecError) || stated.has(e)) throw e;
+    let now: boolean | undefined;
+    try {
+      now = o.sys.kexecLoaded();
+    } catch {
+      throw e;
+    }
+    throw withState(e, stateAfterFailure(now, now));
+  }
+}
+
+async function loadOnce(o: LoadOptions): Promise<LoadReport> {
+  if (!o.dryRun) {
+    // Before anything else is read: as non-root, /proc hides what the rest needs.
+    const p = privilegesCheck(o.sys.privileges());
+    if (p.error) throw p.error;
+  }
   const notices: string[] = [];
   const notice = (m: string) => {
     notices.push(m);
@@ -124,8 +157,10 @@ export async function load(o: LoadOptions): Promise<LoadReport> {
   const cmdline = composeCmdline(o, () => runningCmdline(snap));
   let syscalls = syscallOrder(o.syscall, snap.lockdown);
   if (o.syscall === 'auto' && syscalls.length === 1) notice(`lockdown (${snap.lockdown}) forbids kexec_load: using kexec_file_load only`);
-  const initrd = o.initrd === undefined ? undefined : readInitrd(o.initrd, syscalls.includes('kexec_load'));
+  const halfRam = snap.memTotal === undefined ? undefined : snap.memTotal / 2n;
+  const initrd = o.initrd === undefined ? undefined : readInitrd(o.initrd, syscalls.includes('kexec_load'), halfRam);
   const payload: Payload = { kernel, kernelFile: o.kernel, initrd, cmdline };
+  const sizes = { kernel: BigInt(kernel.bytes.length), initrd: initrd?.size };
   const inputs = archInputs(kernel, snap, o.sys);
 
   let classic: ClassicLoad | undefined;
@@ -133,7 +168,8 @@ export async function load(o: LoadOptions): Promise<LoadReport> {
   let buildError: QkexecError | undefined;
   let classicError: QkexecError | undefined;
   try {
-    if (syscalls.includes('kexec_load')) {
+    // Too big a payload is refused by its own check; the initramfs was not read.
+    if (syscalls.includes('kexec_load') && !payloadSizeCheck(sizes, snap.memTotal)?.error) {
       try {
         classic = buildClassic(payload, snap.memory, o, inputs);
         plan = classic.plan;
@@ -158,7 +194,7 @@ export async function load(o: LoadOptions): Promise<LoadReport> {
     kernelArch: kernel.arch,
     syscalls,
     segments: classic ? segmentInfo(classic) : undefined,
-    filePayload: planInformative ? BigInt(kernel.bytes.length) + (initrd?.size ?? 0n) : undefined,
+    payload: sizes,
     buildError,
   });
   if (initrd) checks.push({ name: 'initramfs', ok: true, detail: `${initrd.file}: ${initrd.size} bytes, readable` });

@@ -6,7 +6,9 @@
  */
 import { QkexecError, SystemError } from '../errors.ts';
 import type { Arch } from '../image/types.ts';
-import { diagnoseSegments, ERRNO, type SegmentInfo } from '../sys/errno.ts';
+import { formatSize } from '../memory/ranges.ts';
+import { diagnoseSegments, ERRNO, KEXEC_LOAD_DISABLED_REMEDY, type SegmentInfo } from '../sys/errno.ts';
+import type { Privileges } from '../sys/state.ts';
 import type { Snapshot } from './snapshot.ts';
 
 export type SyscallChoice = 'classic' | 'file' | 'auto';
@@ -28,8 +30,8 @@ export interface CheckInput {
   syscalls: KexecSyscall[];
   /** kexec_load's segments (when kexec_load is among the syscalls and the build succeeded). */
   segments?: SegmentInfo[];
-  /** Bytes the kernel must hold for kexec_file_load (kernel + initrd files). */
-  filePayload?: bigint;
+  /** The kernel image and the initramfs, in bytes: what either syscall must hold at least. */
+  payload?: { kernel: bigint; initrd?: bigint };
   /** Error from planning/building, if it failed. */
   buildError?: QkexecError;
 }
@@ -48,16 +50,37 @@ export function syscallOrder(choice: SyscallChoice, lockdown: string | undefined
   return lockdown !== undefined && lockdown !== 'none' ? ['kexec_file_load'] : ['kexec_file_load', 'kexec_load'];
 }
 
+/** Checked first, and by a real load before it reads anything else: a non-root user is told that, not what /proc hides from them. */
+export function privilegesCheck(p: Privileges): Check {
+  return p.capSysBoot
+    ? pass('privileges', p.uid === 0 ? 'running as root' : `uid ${p.uid} with CAP_SYS_BOOT`)
+    : fail('privileges', new SystemError('EPERM', `loading a kernel needs root (CAP_SYS_BOOT); running as uid ${p.uid} without it`, { errno: ERRNO.EPERM, remedy: 'run qkexec as root (sudo qkexec ...)' }));
+}
+
+/**
+ * The kernel refuses a payload of more than half of RAM
+ * (sanity_check_segment_list(), both syscalls). Checked on the file sizes
+ * alone, before the initramfs is read: the segments are at least that big.
+ */
+export function payloadSizeCheck(payload: { kernel: bigint; initrd?: bigint }, memTotal: bigint | undefined): Check | undefined {
+  if (memTotal === undefined) return undefined;
+  const total = payload.kernel + (payload.initrd ?? 0n);
+  const what = payload.initrd === undefined ? `the kernel (${formatSize(payload.kernel)})` : `the kernel (${formatSize(payload.kernel)}) and initramfs (${formatSize(payload.initrd)})`;
+  if (total <= memTotal / 2n) return pass('payload size', `${what}: ${formatSize(total)}, within half of RAM (${formatSize(memTotal)})`);
+  return fail(
+    'payload size',
+    new SystemError('ENOMEM', `${what} take ${formatSize(total)}, more than half of RAM (${formatSize(memTotal)}), which the kernel refuses`, {
+      errno: ERRNO.ENOMEM,
+      remedy: 'use a smaller initramfs, or a machine with more memory',
+    }),
+  );
+}
+
 export function checkPreconditions(c: CheckInput): Check[] {
   const s = c.snapshot;
   const out: Check[] = [];
 
-  const p = s.privileges;
-  out.push(
-    p.capSysBoot
-      ? pass('privileges', p.uid === 0 ? 'running as root' : `uid ${p.uid} with CAP_SYS_BOOT`)
-      : fail('privileges', new SystemError('EPERM', `loading a kernel needs root (CAP_SYS_BOOT); running as uid ${p.uid} without it`, { errno: ERRNO.EPERM, remedy: 'run qkexec as root (sudo qkexec ...)' })),
-  );
+  out.push(privilegesCheck(s.privileges));
 
   if (s.overridden && s.machine !== c.kernelArch) {
     out.push(pass('architecture', `${c.kernelArch} kernel, checked against fixtures (this machine is ${s.machine ?? process.arch})`));
@@ -74,7 +97,7 @@ export function checkPreconditions(c: CheckInput): Check[] {
   );
 
   if (s.kexecLoadDisabled) {
-    out.push(fail('kexec_load_disabled', new SystemError('EPERM', 'kernel.kexec_load_disabled is 1: kexec is disabled until the next boot', { errno: ERRNO.EPERM, remedy: 'reboot through firmware; this setting cannot be cleared at runtime' })));
+    out.push(fail('kexec_load_disabled', new SystemError('EPERM', 'kernel.kexec_load_disabled is 1: loading kernels is disabled until the next boot', { errno: ERRNO.EPERM, remedy: KEXEC_LOAD_DISABLED_REMEDY })));
   } else {
     out.push(pass('kexec_load_disabled', s.kexecLoadDisabled === undefined ? 'not present' : '0'));
   }
@@ -92,6 +115,8 @@ export function checkPreconditions(c: CheckInput): Check[] {
     out.push(pass('lockdown', locked ? `${s.lockdown}: only kexec_file_load with a signed kernel` : s.lockdown ?? 'no lockdown LSM'));
   }
 
+  const size = c.payload && payloadSizeCheck(c.payload, s.memTotal);
+  if (size) out.push(size);
   if (c.buildError) {
     out.push(fail('plan', c.buildError));
   } else if (c.segments) {
@@ -101,9 +126,6 @@ export function checkPreconditions(c: CheckInput): Check[] {
         ? fail('segments', new SystemError(d.errno === ERRNO.EADDRNOTAVAIL ? 'EADDRNOTAVAIL' : 'EINVAL', `the kernel would refuse the segments: ${d.reason}`, { errno: d.errno, remedy: 'use a smaller initramfs, or check the memory map' }))
         : pass('segments', `${c.segments.length} segments, page aligned, no overlap, within half of RAM`),
     );
-  }
-  if (c.filePayload !== undefined && s.memTotal !== undefined && c.filePayload > s.memTotal / 2n) {
-    out.push(fail('payload size', new SystemError('ENOMEM', `the kernel and initramfs take ${c.filePayload} bytes, more than half of RAM, which the kernel refuses`, { errno: ERRNO.ENOMEM, remedy: 'use a smaller initramfs' })));
   }
   return out;
 }

@@ -48,6 +48,10 @@ export function errnoName(errno: number): string {
   return NAMES.get(errno) ?? `errno ${errno}`;
 }
 
+/** kexec_load_disabled stops loads only: reboot(LINUX_REBOOT_CMD_KEXEC) still boots what was loaded before. */
+export const KEXEC_LOAD_DISABLED_REMEDY =
+  'reboot through firmware (the setting cannot be cleared at runtime); a kernel loaded before it was set can still be booted with qkexec exec';
+
 /** kexec_load's cap on the number of segments (include/uapi/linux/kexec.h). */
 export const KEXEC_SEGMENT_MAX = 16;
 
@@ -162,8 +166,8 @@ function epermReason(ctx: SyscallContext): { message: string; remedy: string } {
   }
   if (f.kexecLoadDisabled) {
     return {
-      message: `${ctx.syscall} refused (EPERM): kernel.kexec_load_disabled is 1, kexec is disabled until the next boot`,
-      remedy: 'reboot through firmware; this setting cannot be cleared at runtime',
+      message: `${ctx.syscall} refused (EPERM): kernel.kexec_load_disabled is 1, loading kernels is disabled until the next boot`,
+      remedy: KEXEC_LOAD_DISABLED_REMEDY,
     };
   }
   if (f.kexecLoadLimitReboot === 0) {

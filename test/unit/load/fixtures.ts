@@ -7,6 +7,9 @@
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import type { LoadOptions } from '../../../src/load/load.ts';
+import { SysReader } from '../../../src/sys/state.ts';
+import type { KexecCalls } from '../../../src/sys/syscalls.ts';
 
 export const X86_QUICK = { start: 0x30000000n, end: 0x34000000n };
 
@@ -124,4 +127,19 @@ export function sysroot(o: MachineOpts): string {
   if (o.arch === 'x86_64') Object.assign(files, memmapFiles('sys/firmware/memmap'));
   if (o.fdt) files['sys/firmware/fdt'] = o.fdt;
   return writeTree(tmp('qkexec-sysroot-'), files);
+}
+
+/** load()'s options on a fixture machine, with its lock and state files inside the tree. */
+export function loadOptions(m: MachineOpts, base: { kernel: string; initrd?: string; append: string; calls: KexecCalls }, extra: Partial<LoadOptions> = {}): LoadOptions {
+  const root = sysroot(m);
+  return {
+    ...base,
+    syscall: 'auto',
+    strategy: 'auto',
+    dryRun: false,
+    sys: new SysReader({ root }),
+    lockFile: join(root, 'run/qkexec.lock'),
+    stateFile: join(root, 'run/qkexec.json'),
+    ...extra,
+  };
 }

@@ -16,7 +16,7 @@ import type { KexecCalls } from '../../../src/sys/syscalls.ts';
 import { FormatError, QkexecError, SystemError } from '../../../src/errors.ts';
 import { bzImage, arm64Image } from '../image/fixtures.ts';
 import { qemuVirtDtb } from '../fdt/fixtures.ts';
-import { cleanup, sysroot, tmp, writeTree, type MachineOpts } from './fixtures.ts';
+import { cleanup, loadOptions, sysroot, tmp, writeTree, type MachineOpts } from './fixtures.ts';
 
 const work = tmp();
 test.after(cleanup);
@@ -48,27 +48,14 @@ function fakeCalls(results: Partial<Record<keyof KexecCalls, number[]>>, log: Ca
 const noCalls = fakeCalls({});
 
 function opts(m: MachineOpts, extra: Partial<LoadOptions> = {}): LoadOptions {
-  const root = sysroot(m);
-  return {
-    kernel: K,
-    initrd: I,
-    append: 'qkexec.token=t1',
-    syscall: 'auto',
-    strategy: 'auto',
-    dryRun: false,
-    sys: new SysReader({ root }),
-    lockFile: join(root, 'run/qkexec.lock'),
-    stateFile: join(root, 'run/qkexec.json'),
-    calls: noCalls,
-    ...extra,
-  };
+  return loadOptions(m, { kernel: K, initrd: I, append: 'qkexec.token=t1', calls: noCalls }, extra);
 }
 
 test('dry run: every check passes on a healthy machine, the plan is made, nothing is called', async () => {
   const r = await load(opts({ arch: 'x86_64', loaded: 0 }, { dryRun: true, reuseCmdline: true }));
   assert.equal(r.loaded, false);
   assert.deepEqual(r.checks.filter((c) => !c.ok), []);
-  assert.deepEqual(r.checks.map((c) => c.name), ['privileges', 'architecture', 'kexec support', 'kexec_load_disabled', 'lockdown', 'segments', 'initramfs']);
+  assert.deepEqual(r.checks.map((c) => c.name), ['privileges', 'architecture', 'kexec support', 'kexec_load_disabled', 'lockdown', 'payload size', 'segments', 'initramfs']);
   assert.deepEqual(r.syscalls, ['kexec_file_load', 'kexec_load']);
   assert.equal(r.cmdline, 'console=ttyS0 root=/dev/vda qkexec.token=t1', 'reused without BOOT_IMAGE, then appended');
   assert.equal(r.plan?.strategy, 'standard');
