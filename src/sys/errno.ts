@@ -193,12 +193,19 @@ function epermReason(ctx: SyscallContext): { message: string; remedy: string } {
   };
 }
 
+/** Signature and image-format errors: kexec_file_load's own. */
+const FILE_ONLY = new Set<number>([ERRNO.ENOEXEC, ERRNO.EKEYREJECTED, ERRNO.EKEYREVOKED, ERRNO.EKEYEXPIRED, ERRNO.EBADMSG, ERRNO.ENOKEY, ERRNO.ENOPKG, ERRNO.ENODATA]);
+
 /** The SystemError for errno returned by a kexec-related syscall. */
 export function kexecError(errno: number, ctx: SyscallContext): SystemError {
   const name = errnoName(errno);
   const sc = ctx.syscall;
   const f = ctx.facts ?? {};
   const mk = (message: string, remedy?: string) => new SystemError(name, message, { errno, remedy });
+  const unexplained = () => mk(`${sc} failed (${name})`, 'run with --verbose; see the kernel log (dmesg) for the reason');
+
+  // Only kexec_file_load reads and verifies an image: from another call these say nothing about the kernel file.
+  if (sc !== 'kexec_file_load' && FILE_ONLY.has(errno)) return unexplained();
 
   switch (errno) {
     case ERRNO.EPERM: {
@@ -275,6 +282,6 @@ export function kexecError(errno: number, ctx: SyscallContext): SystemError {
     case ERRNO.EFAULT:
       return mk(`${sc} failed (EFAULT): the kernel could not read a buffer qkexec passed`, 'this is a qkexec bug; please report it with --verbose output');
     default:
-      return mk(`${sc} failed (${name})`, 'run with --verbose; see the kernel log (dmesg) for the reason');
+      return unexplained();
   }
 }
