@@ -1,6 +1,6 @@
 /**
  * The pure part of `qkexec load` on hostile input: probe → segment requests
- * → plan → boot data, for mutated kernels (raw and gzip), initramfs sizes
+ * → plan → boot data, for mutated kernels (raw and gzip) and device trees, initramfs sizes
  * from nothing to far beyond any RAM, odd command lines, --mem-min/--mem-max
  * windows and strategies, on both architectures, with and without a Quick
  * kexec region. Each case must end in a plan whose segments the kernel
@@ -79,7 +79,16 @@ const input = fc.record({
   strategy: fc.constantFrom('auto' as const, 'auto' as const, 'quick' as const, 'standard' as const),
   memMin: sometimes(fc.bigInt({ min: 0n, max: 1n << 33n })),
   memMax: sometimes(fc.bigInt({ min: 0n, max: 1n << 33n })),
+  // arm64: the running machine's device tree (or --fdt FILE), overwritten here and there.
+  dtbEdits: sometimes(fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 })),
 });
+
+function editedDtb(edits: readonly (readonly [number, number])[] | undefined): Uint8Array {
+  if (edits === undefined) return dtb;
+  const b = dtb.slice();
+  for (const [at, v] of edits) b[at % b.length] = v;
+  return b;
+}
 
 function inRam(memory: MemoryMap, mem: bigint, memsz: bigint): boolean {
   return memory.ram.some((r) => r.start <= mem && mem + memsz <= r.end);
@@ -93,7 +102,7 @@ test('fuzz: the load pipeline gives a placeable plan or a QkexecError', () => {
       const raw = mutate(c.arch, c.mutations, c.cut);
       const file = c.gz ? gzip(raw, { level: 1 }) : raw;
       const memory = memories[c.arch][c.quick ? 1 : 0]!;
-      const inputs: ArchInputs = c.arch === 'x86_64' ? { e820, acpiRsdp: 0xf5a40n } : { fdt: { bytes: dtb, file: 'virt.dtb' }, random: (n) => new Uint8Array(n).fill(0x5a) };
+      const inputs: ArchInputs = c.arch === 'x86_64' ? { e820, acpiRsdp: 0xf5a40n } : { fdt: { bytes: editedDtb(c.dtbEdits), file: 'virt.dtb' }, random: (n) => new Uint8Array(n).fill(0x5a) };
       const opts: PlanOptions = { strategy: c.strategy, memMin: c.memMin, memMax: c.memMax };
       const holdable = c.initrd !== undefined && typeof c.initrd === 'number';
       try {
