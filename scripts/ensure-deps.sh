@@ -44,3 +44,7 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   echo "ensure-deps: npm ci" >&2
   npm ci --no-audit --no-fund >&2
 fi
+
+# Guest assets (Debian kernels, busybox, kexec-tools and node for both
+# arches), cached; idempotent and quick when present.
+npx tsx src/lab/assets.ts fetch all >&2
