@@ -1,13 +1,29 @@
 /**
- * `qkexec lab` (src/cli/main.ts forwards its arguments here as `argv`).
- * For now: `--demo`, one x86_64 run each of qkexec classic, kexec-tools -i
- * and kexec-tools' default on the stock Debian kernel, printed as a table
- * (or `--json`). The benchmark grows from runMatrix() and the
- * JSON-serialisable ScenarioResult objects.
+ * `qkexec lab` (src/cli/main.ts forwards its arguments here as `argv`):
+ *
+ *   qkexec lab --demo            one run each on x86_64: qkexec classic,
+ *                                kexec-tools -i and kexec-tools' default on
+ *                                the stock Debian kernel, then kexec-tools -i
+ *                                and qkexec quick on the patched kernel
+ *   qkexec lab bench [...]       the side-by-side benchmark (bench.ts),
+ *                                results and report under bench/<date>/
+ *   qkexec lab report RESULTS.json OUTDIR
+ *   qkexec lab [--arch --loader --repeats --json]   ad-hoc runs on the
+ *                                stock Debian kernels
  */
-import { Command } from 'commander';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Command, CommanderError } from 'commander';
 import { ensureAssets, type Arch } from './assets.ts';
+import {
+  DEFAULT_PAYLOADS, DEFAULT_REPEATS, defaultOut, parseArches, parseLoaders, parsePayloads, prepareArch,
+  reservationParam, runBench, scenarioFor, type RunSpec,
+} from './bench.ts';
 import { defaultReporter, type Reporter } from './progress.ts';
+import { reportMain, writeReport, tableToMarkdown, summaryTables } from './report.ts';
+import { LOADERS as RESULT_LOADERS } from './results.ts';
+import { summarise } from './stats.ts';
 import { LOADERS, describeFailure, runScenario, type Loader, type Scenario, type ScenarioResult } from './scenario.ts';
 
 export interface LabOptions {
@@ -103,7 +119,7 @@ export function formatTable(results: ScenarioResult[]): string {
 function parseArgv(argv: string[]): LabOptions {
   const p = new Command('qkexec lab')
     .exitOverride()
-    .option('--demo', 'x86_64: qkexec classic vs kexec-tools -i vs kexec-tools default, one run each')
+    .option('--demo', 'x86_64, one run each: qkexec classic, kexec-tools -i and default (Debian kernel); kexec-tools -i and qkexec quick (patched kernel)')
     .option('--json', 'print the results as JSON')
     .option('--arch <arch...>', 'x86_64 and/or arm64')
     .option('--loader <loader...>', `any of ${LOADERS.join(', ')}`)
@@ -117,26 +133,157 @@ function parseArgv(argv: string[]): LabOptions {
   return { demo: o.demo, json: o.json, arches: o.arch as Arch[] | undefined, loaders: o.loader as Loader[] | undefined, repeats };
 }
 
+/** On the patched kernel: the same-kernel reference and qkexec's quick path. */
+export const DEMO_PATCHED_LOADERS = ['kexec-tools-i', 'qkexec-quick-classic'] as const;
+
+/**
+ * The demo's second half: the patched x86_64 kernel (built by kernel/build
+ * if it is not cached), booted without and with quickkexec=. Returns why it
+ * was skipped instead when the kernel cannot be had.
+ */
+async function demoPatched(reporter: Reporter): Promise<{ results: ScenarioResult[]; note: string } | { skipped: string }> {
+  const specs: RunSpec[] = DEMO_PATCHED_LOADERS.map((loader) => ({ arch: 'x86_64', loader, payloadMiB: 0, repeat: 0 }));
+  const work = await mkdtemp(join(tmpdir(), 'qklab-demo-'));
+  try {
+    let setup;
+    try {
+      setup = await prepareArch('x86_64', {}, specs, work, reporter);
+    } catch (e) {
+      return { skipped: e instanceof Error ? e.message.split('\n')[0]! : String(e) };
+    }
+    const reserve = setup.reserve.get(0)!;
+    const scenarios = specs.map((spec) => scenarioFor(spec, setup.kernel, { reserveBytes: spec.loader === 'kexec-tools-i' ? undefined : reserve }));
+    const results = await runMatrix(scenarios, reporter);
+    return { results, note: `${setup.kernel.label}; qkexec quick booted with ${reservationParam(reserve)}` };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+const TABLE_NOTE =
+  '\nexec → first line: from the old kernel\'s "Starting new kernel" to the new kernel\'s first console line\n' +
+  '(relocation + purgatory + earliest boot); host clock on serial lines, QEMU TCG, one run each.\n';
+
+async function runDemo(o: LabOptions, write: (s: string) => void, reporter: Reporter): Promise<number> {
+  const debian = await runMatrix(matrix(['x86_64'], DEMO_LOADERS, 1), reporter);
+  const patched = await demoPatched(reporter);
+  const all = 'results' in patched ? [...debian, ...patched.results] : debian;
+  if (o.json) {
+    write(JSON.stringify(labReport(all, 'skipped' in patched ? patched.skipped : undefined), null, 2) + '\n');
+  } else {
+    write('Stock Debian kernel:\n\n' + formatTable(debian));
+    if ('results' in patched) write(`\nPatched kernel (${patched.note}):\n\n${formatTable(patched.results)}`);
+    else write(`\nqkexec quick skipped: no patched x86_64 kernel: ${patched.skipped}\n`);
+    write(TABLE_NOTE);
+  }
+  return all.every((r) => r.ok) ? 0 : 1;
+}
+
+function labReport(results: ScenarioResult[], skipped?: string): LabReport & { skipped?: string } {
+  return {
+    date: new Date().toISOString(),
+    host: { node: process.version, cpus: cpus().length },
+    results: results.map((r) => (r.ok ? { ...r, log: [] } : r)),
+    ...(skipped ? { skipped } : {}),
+  };
+}
+
+function benchCommand(): Command {
+  return new Command('qkexec lab bench')
+    .exitOverride()
+    .description('every loader × arch × payload × repeat on the patched kernel; results.json after every run, then the report')
+    .option('--arch <arch...>', 'x86_64 and/or arm64 (default both, x86_64 first)')
+    .option('--loader <loader...>', `any of ${RESULT_LOADERS.join(', ')} (default all)`)
+    .option('--payload <mib...>', 'padded payload sizes in MiB, e.g. 16,64,256', DEFAULT_PAYLOADS.join(','))
+    .option('--no-floor', 'skip the floor (0 MiB of padding)')
+    .option('--repeats <n>', 'runs per cell', String(DEFAULT_REPEATS))
+    .option('--out <dir>', 'output directory (default bench/<date>)')
+    .option('--json', 'print the results file on stdout at the end')
+    .option('--kernel <file>', 'kernel to kexec into instead of the patched one (the first kernel stays the patched one)')
+    .option('--initrd <file>', 'initramfs put in front of the generated second stage (its /init still reports)')
+    .option('--jobs <n>', 'runs in flight (guest slots still cap guests at QKLAB_MAX_GUESTS)', '2')
+    .option('--budget <minutes>', 'start no run after this many minutes; what is left is listed in skipped.json')
+    .option('--resume', 'keep the runs already in OUT/results.json, make the missing ones');
+}
+
+interface BenchFlags {
+  arch?: string[]; loader?: string[]; payload: string | string[]; floor: boolean; repeats: string; out?: string; json?: boolean;
+  kernel?: string; initrd?: string; jobs: string; budget?: string; resume?: boolean;
+}
+
+function positiveInt(v: string, what: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${what} wants a positive integer, got ${v}`);
+  return n;
+}
+
+async function runBenchCommand(argv: string[], write: (s: string) => void, reporter: Reporter): Promise<number> {
+  const p = benchCommand();
+  p.parse(argv, { from: 'user' });
+  const f = p.opts<BenchFlags>();
+  const out = f.out ?? defaultOut();
+  const budget = f.budget === undefined ? undefined : Number(f.budget);
+  if (budget !== undefined && !(budget > 0)) throw new Error(`--budget wants minutes > 0, got ${f.budget}`);
+  const outcome = await runBench({
+    arches: f.arch ? parseArches(f.arch) : ['x86_64', 'arm64'],
+    loaders: f.loader ? parseLoaders(f.loader) : [...RESULT_LOADERS],
+    payloads: parsePayloads(Array.isArray(f.payload) ? f.payload : [f.payload]),
+    floor: f.floor,
+    repeats: positiveInt(f.repeats, '--repeats'),
+    out,
+    command: ['qkexec', 'lab', 'bench', ...argv].map((a) => (/[\s'"$]/.test(a) ? `'${a}'` : a)).join(' '),
+    secondKernel: f.kernel,
+    secondInitrd: f.initrd,
+    jobs: positiveInt(f.jobs, '--jobs'),
+    budgetMs: budget === undefined ? undefined : budget * 60_000,
+    resume: f.resume,
+    reporter,
+    tty: process.stderr.isTTY === true,
+  });
+  const ok = outcome.results.runs.filter((r) => r.ok).length;
+  reporter.info(`${outcome.results.runs.length} runs (${ok} ok) in ${outcome.file}`);
+  if (outcome.results.runs.length > 0) {
+    await writeReport(outcome.results, out);
+    reporter.info(`report: ${join(out, 'report.html')}, ${join(out, 'report.md')}`);
+  }
+  if (f.json) write(JSON.stringify(outcome.results, null, 2) + '\n');
+  else if (outcome.results.runs.length > 0) {
+    for (const t of summaryTables(summarise(outcome.results))) write(`\n### ${t.caption}\n\n${tableToMarkdown(t)}\n`);
+  }
+  return ok === outcome.results.runs.length && outcome.skipped.length === 0 ? 0 : 1;
+}
+
+function labUsage(e: unknown): number {
+  const msg = e instanceof Error ? e.message : String(e);
+  process.stderr.write(`qkexec lab: ${msg.replace(/^error: /, '')}\n`);
+  return 2;
+}
+
 export async function runLab(opts: LabOptions = {}): Promise<number> {
-  const o = { ...(opts.argv ? parseArgv(opts.argv) : {}), ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) } as LabOptions;
-  const write = o.write ?? ((s: string) => process.stdout.write(s));
-  const reporter = o.reporter ?? defaultReporter();
+  const write = opts.write ?? ((s: string) => process.stdout.write(s));
+  const reporter = opts.reporter ?? defaultReporter();
+  const [sub, ...rest] = opts.argv ?? [];
+  try {
+    if (sub === 'report') return await reportMain(rest);
+    if (sub === 'bench') return await runBenchCommand(rest, write, reporter);
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : labUsage(e);
+    if (e instanceof Error && /^(unknown|--\w)/.test(e.message)) return labUsage(e);
+    throw e;
+  }
+  let parsed: LabOptions;
+  try {
+    parsed = opts.argv ? parseArgv(opts.argv) : {};
+  } catch (e) {
+    if (e instanceof CommanderError && e.exitCode === 0) return 0;
+    return labUsage(e);
+  }
+  const o = { ...parsed, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) } as LabOptions;
+  if (o.demo) return runDemo(o, write, reporter);
   const arches = o.arches ?? ['x86_64'];
   const loaders = o.loaders ?? DEMO_LOADERS;
   const results = await runMatrix(matrix(arches, loaders, o.repeats ?? 1), reporter);
-  if (o.json) {
-    const report: LabReport = {
-      date: new Date().toISOString(),
-      host: { node: process.version, cpus: (await import('node:os')).cpus().length },
-      results: results.map((r) => (r.ok ? { ...r, log: [] } : r)),
-    };
-    write(JSON.stringify(report, null, 2) + '\n');
-  } else {
-    write(formatTable(results));
-    write(
-      '\nexec → first line: from the old kernel\'s "Starting new kernel" to the new kernel\'s first console line\n' +
-        '(relocation + purgatory + earliest boot); host clock on serial lines, QEMU TCG, one run each.\n',
-    );
-  }
+  if (o.json) write(JSON.stringify(labReport(results), null, 2) + '\n');
+  else write(formatTable(results) + TABLE_NOTE);
   return results.every((r) => r.ok) ? 0 : 1;
 }

@@ -13,7 +13,15 @@
  *   QKLAB:second-up token=… marker=… cmdline=…   the second kernel's /init
  * and the kernel itself prints "kexec_core: Starting new kernel" when it
  * commits to the kexec, and the new kernel's first line carries the
- * printk timestamp [    0.000000] (see NEW_KERNEL_FIRST_LINE).
+ * printk timestamp [    0.000000] (see NEW_KERNEL_FIRST_LINE). A kernel
+ * with the quick kexec series (kernel/) also says at every load which path
+ * the image took: "kexec: quick path: N segments loaded in place, 0 bytes
+ * to relocate" or "kexec: standard path: N segments, B bytes to relocate"
+ * (see parseKexecPathLine).
+ *
+ * kexec-tools-quick-region is kexec-tools -i with --mem-min/--mem-max set
+ * to the "Quick kexec" region of /proc/iomem: the best kexec-tools can do
+ * on a kernel booted with quickkexec=.
  *
  * Phases (ms, host clock):
  *   loadMs             load-start → load-done of the load that is exec'd
@@ -26,27 +34,38 @@
  * When the kernel line is missing the exec marker is the anchor instead
  * (result.execAnchor says which).
  */
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { appendFile, copyFile, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureAssets, type Arch, type ArchAssets } from './assets.ts';
 import { ensureBundle } from './bundle.ts';
 import { shQuote } from './host.ts';
-import { buildFirstStage, buildSecondStage, I2, K2, QKEXEC_DIR, TOKEN_PARAM } from './initramfs.ts';
+import { buildFirstStage, buildSecondStage, I2, K2, QKEXEC_DIR, TOKEN_PARAM, type ImageInfo } from './initramfs.ts';
 import { CONSOLE_APPEND, EARLY_CONSOLE, Guest, type GuestExit } from './qemu.ts';
 import { acquireGuestSlot } from './slots.ts';
 import { silentReporter, type Reporter } from './progress.ts';
 import { cachePath } from './cache.ts';
 
 export const LOADERS = [
-  'kexec-tools', 'kexec-tools-i', 'kexec-tools-s',
-  'qkexec-classic', 'qkexec-file', 'qkexec-auto',
+  'kexec-tools', 'kexec-tools-i', 'kexec-tools-s', 'kexec-tools-quick-region',
+  'qkexec-classic', 'qkexec-file', 'qkexec-auto', 'qkexec-quick-classic', 'qkexec-quick-file',
 ] as const;
 export type Loader = (typeof LOADERS)[number];
 
 export function isQkexec(l: Loader): boolean {
   return l.startsWith('qkexec-');
+}
+
+/**
+ * qkexec's --syscall for a loader. The quick loaders are the same commands
+ * (strategy auto): they differ only in the first kernel having a
+ * quickkexec= region, which the scenario's firstAppend provides.
+ */
+export function qkexecSyscall(l: Loader): 'classic' | 'file' | 'auto' {
+  return l.endsWith('-file') ? 'file' : l.endsWith('-classic') ? 'classic' : 'auto';
 }
 
 export interface LoadStep {
@@ -100,12 +119,37 @@ export interface Scenario {
   secondAppend?: string;
   /** MiB of incompressible padding in the second initramfs. */
   paddingMB?: number;
+  /**
+   * Host path of an initramfs (any compression the second kernel reads)
+   * to put in front of the generated second stage: a user's own payload.
+   * The generated archive comes last, so its /init is the one that runs.
+   */
+  secondInitrdBase?: string;
   memMB?: number;
   timeoutMs?: number;
   /** qkexec bundle directory; built with `npm run bundle` when absent. */
   bundleDir?: string;
+  /**
+   * Put node and the qkexec bundle in the first stage even when no step
+   * uses qkexec, so that guests of different loaders hold the same files
+   * (under TCG what sits in and ran from RAM changes the timings: see
+   * bench.ts).
+   */
+  withQkexec?: boolean;
   /** Default true: the second kernel must reach its /init. */
   expectSecondUp?: boolean;
+  /**
+   * The path the exec'd load must take, as the kernel's own load line says
+   * (patched kernels). A missing line or the other path fails the run.
+   */
+  expectStrategy?: 'quick' | 'standard';
+}
+
+/** What a patched kernel said about one load (its pr_info line). */
+export interface KexecPathLine {
+  strategy: 'quick' | 'standard';
+  segments: number;
+  bytesToRelocate: number;
 }
 
 export interface LoadRecord {
@@ -115,6 +159,10 @@ export interface LoadRecord {
   stderr: string[];
   startMs?: number;
   doneMs?: number;
+  /** The kernel's quick/standard line for this load (patched kernels only). */
+  kernelPath?: KexecPathLine;
+  /** kexec_file: why the kernel fell back to the standard path, if it said. */
+  kernelFallback?: string;
 }
 
 export interface Phases {
@@ -146,6 +194,8 @@ export interface ScenarioResult {
   /** The new kernel's first line, as printed. */
   newKernelFirstLine?: string;
   loads: LoadRecord[];
+  /** The kernel's load line for the load that was exec'd (patched kernels). */
+  kexecPath?: KexecPathLine;
   second?: { token: string; marker: string; cmdline: string };
   exit?: GuestExit;
   sizes: { kernel2?: number; initrd1?: number; initrd2?: number };
@@ -168,16 +218,35 @@ export interface RunOptions {
 
 const QKEXEC = `node ${QKEXEC_DIR}/qkexec.mjs`;
 
-function loadArgv(loader: Loader, kernel: string, initrd: string | null, append: string, extra: string[]): string[] {
+/** A shell word: quoted when a string, written as is when raw (variable expansions). */
+type Word = string | { raw: string };
+
+/** Sets qk_min/qk_max to the Quick kexec region's first and last byte (/proc/iomem), or fails the scenario. */
+export const QUICK_REGION_SH = [
+  'qk_region() {',
+  "  r=$(sed -n 's/^ *\\([0-9a-f]*\\)-\\([0-9a-f]*\\) : Quick kexec$/0x\\1 0x\\2/p' /proc/iomem)",
+  '  [ -n "$r" ] || qk_fail "no Quick kexec region in /proc/iomem (boot with quickkexec=)"',
+  '  qk_min=${r% *}; qk_max=${r#* }',
+  '  echo "QKLAB:region min=$qk_min max=$qk_max"',
+  '}',
+].join('\n');
+
+function loadArgv(loader: Loader, kernel: string, initrd: string | null, append: string, extra: string[]): Word[] {
   if (isQkexec(loader)) {
-    const syscall = loader.slice('qkexec-'.length);
+    const syscall = qkexecSyscall(loader);
     return [
       ...QKEXEC.split(' '), 'load', '--kernel', kernel,
       ...(initrd === null ? [] : ['--initrd', initrd]),
       '--append', append, '--syscall', syscall, ...extra,
     ];
   }
-  const flag = { 'kexec-tools': [], 'kexec-tools-i': ['-i'], 'kexec-tools-s': ['-s'] }[loader as 'kexec-tools'];
+  const flag: Word[] = {
+    'kexec-tools': [],
+    'kexec-tools-i': ['-i'],
+    'kexec-tools-s': ['-s'],
+    // Inclusive bounds, as kexec-tools takes them and /proc/iomem prints them.
+    'kexec-tools-quick-region': ['-i', { raw: '--mem-min="$qk_min"' }, { raw: '--mem-max="$qk_max"' }],
+  }[loader as 'kexec-tools'];
   return ['kexec', '-l', kernel, ...(initrd === null ? [] : [`--initrd=${initrd}`]), `--append=${append}`, ...flag, ...extra];
 }
 
@@ -208,6 +277,7 @@ export function scenarioScript(s: Scenario, token: string): string {
     '  if [ "$expect" = fail ] && [ "$rc" = 0 ]; then qk_fail "load $name succeeded but was expected to fail"; fi',
     '}',
   ];
+  const word = (w: Word): string => (typeof w === 'string' ? shQuote(w) : w.raw);
   for (const st of steps) {
     if (st.kind === 'shell') {
       lines.push(st.script);
@@ -219,7 +289,8 @@ export function scenarioScript(s: Scenario, token: string): string {
         st.append ?? secondAppend(s, token),
         [...(s.loaderArgs ?? []), ...(st.args ?? [])],
       );
-      lines.push(`qk_load ${shQuote(st.name ?? 'main')} ${st.expectFail ? 'fail' : 'ok'} ${argv.map(shQuote).join(' ')}`);
+      if ((st.loader ?? s.loader) === 'kexec-tools-quick-region') lines.push(QUICK_REGION_SH, 'qk_region');
+      lines.push(`qk_load ${shQuote(st.name ?? 'main')} ${st.expectFail ? 'fail' : 'ok'} ${argv.map(word).join(' ')}`);
     } else {
       lines.push('echo QKLAB:exec', `${execArgv(st.loader ?? s.loader).map(shQuote).join(' ')}`, 'qk_fail "exec returned with rc=$?"');
     }
@@ -234,8 +305,23 @@ export function scenarioScript(s: Scenario, token: string): string {
  */
 export const NEW_KERNEL_FIRST_LINE = /\[\s*0\.000000\]|early console in extract_kernel|Decompressing Linux/;
 
+const PATH_LINE = /\bkexec: (?:quick path: (\d+) segments loaded in place, (\d+) bytes to relocate|standard path: (\d+) segments, (\d+) bytes to relocate)\s*$/;
+const FALLBACK_LINE = /\bkexec_file: (no room for .*)$/;
+
+/**
+ * The quick kexec series' load line (kernel/README.md, "The load line"),
+ * wherever it sits in a serial line (after a printk timestamp, say).
+ */
+export function parseKexecPathLine(text: string): KexecPathLine | undefined {
+  const m = PATH_LINE.exec(text);
+  if (!m) return undefined;
+  return m[1] !== undefined
+    ? { strategy: 'quick', segments: Number(m[1]), bytesToRelocate: Number(m[2]) }
+    : { strategy: 'standard', segments: Number(m[3]), bytesToRelocate: Number(m[4]) };
+}
+
 /** Reads the serial log back into landmarks, loads and phases, and checks the expectations. */
-export function analyse(s: Scenario, lines: { t: number; text: string }[], token: string): Pick<ScenarioResult, 'failures' | 'phases' | 'marks' | 'execAnchor' | 'newKernelFirstLine' | 'loads' | 'second'> {
+export function analyse(s: Scenario, lines: { t: number; text: string }[], token: string): Pick<ScenarioResult, 'failures' | 'phases' | 'marks' | 'execAnchor' | 'newKernelFirstLine' | 'loads' | 'second' | 'kexecPath'> {
   const failures: string[] = [];
   const marks: Marks = {};
   const loads = new Map<string, LoadRecord>();
@@ -252,11 +338,18 @@ export function analyse(s: Scenario, lines: { t: number; text: string }[], token
   let second: ScenarioResult['second'];
   let firstLine: string | undefined;
   let startingIndex = -1;
+  // The kernel's load line belongs to the load running when it was printed.
+  let current: LoadRecord | undefined;
   lines.forEach((l, i) => {
     const x = l.text;
     let m: RegExpExecArray | null;
+    let path: KexecPathLine | undefined;
     if (marks.firstUp === undefined && /QKLAB:first-up/.test(x)) marks.firstUp = l.t;
-    else if ((m = /QKLAB:load-start name=(\S+)/.exec(x))) rec(m[1]).startMs = l.t;
+    else if ((m = /QKLAB:load-start name=(\S+)/.exec(x))) {
+      current = rec(m[1]);
+      current.startMs = l.t;
+    } else if (execIndex < 0 && current !== undefined && (path = parseKexecPathLine(x))) current.kernelPath = path;
+    else if (execIndex < 0 && current !== undefined && (m = FALLBACK_LINE.exec(x))) current.kernelFallback = m[1];
     else if ((m = /QKLAB:load-done rc=(\d+) name=(\S+)/.exec(x))) {
       const r = rec(m[2]);
       r.rc = Number(m[1]);
@@ -308,6 +401,18 @@ export function analyse(s: Scenario, lines: { t: number; text: string }[], token
     }
   }
 
+  const kexecPath = lastLoadBeforeExec?.kernelPath;
+  if (s.expectStrategy !== undefined && lastLoadBeforeExec !== undefined) {
+    const fallback = lastLoadBeforeExec.kernelFallback ? ` (kexec_file: ${lastLoadBeforeExec.kernelFallback})` : '';
+    if (kexecPath === undefined) failures.push(`the kernel printed no "kexec: quick/standard path" line for the load (not a quick kexec kernel?)`);
+    else if (kexecPath.strategy !== s.expectStrategy) {
+      failures.push(
+        `expected the ${s.expectStrategy} path, the kernel took the ${kexecPath.strategy} path: ` +
+          `${kexecPath.segments} segments, ${kexecPath.bytesToRelocate} bytes to relocate${fallback}`,
+      );
+    }
+  }
+
   const anchor = marks.kernelStarting ?? marks.exec;
   const diff = (a?: number, b?: number): number | undefined => (a === undefined || b === undefined ? undefined : a - b);
   const phases: Phases = {
@@ -325,20 +430,21 @@ export function analyse(s: Scenario, lines: { t: number; text: string }[], token
     newKernelFirstLine: firstLine,
     loads: [...loads.values()],
     second,
+    kexecPath,
   };
 }
 
 export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<ScenarioResult> {
   const rep = opts.reporter ?? silentReporter;
   const assets = opts.assets ?? (await ensureAssets(s.arch, { reporter: rep }));
-  const usesQkexec = isQkexec(s.loader) || (s.steps ?? []).some((st) => st.kind !== 'shell' && st.loader !== undefined && isQkexec(st.loader));
+  const usesQkexec = s.withQkexec === true || isQkexec(s.loader) || (s.steps ?? []).some((st) => st.kind !== 'shell' && st.loader !== undefined && isQkexec(st.loader));
   const bundleDir = usesQkexec ? (s.bundleDir ?? (await ensureBundle(s.arch))) : undefined;
   const token = randomBytes(8).toString('hex');
   const marker = `qklab-marker-${randomBytes(8).toString('hex')}`;
   const work = await mkdtemp(join(tmpdir(), 'qklab-'));
   try {
     const kernel2 = s.secondKernel ?? assets.kernel;
-    const i2 = await buildSecondStage({ busybox: assets.busybox, token, marker, paddingMB: s.paddingMB, out: join(work, 'i2.cpio') });
+    const i2 = await buildSecondInitrd(s, assets.busybox, token, marker, join(work, 'i2.cpio'));
     const i1 = await rep.step(`${s.name}: guest image`, () =>
       buildFirstStage({
         busybox: assets.busybox,
@@ -399,6 +505,29 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
     return result;
   } finally {
     await rm(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The initramfs the scenario's loader loads: the second stage (with its
+ * padding), after the user's own archive when there is one. Its size
+ * depends only on the scenario, not on the token or marker (fixed lengths),
+ * so a benchmark can size a reservation from a sample.
+ */
+export async function buildSecondInitrd(s: Scenario, busybox: string, token: string, marker: string, out: string): Promise<ImageInfo> {
+  if (s.secondInitrdBase === undefined) return buildSecondStage({ busybox, token, marker, paddingMB: s.paddingMB, out });
+  const own = await buildSecondStage({ busybox, token, marker, paddingMB: s.paddingMB, out: `${out}.stage` });
+  try {
+    // The kernel finds a cpio header after a compressed archive only at a
+    // 4-byte aligned offset: pad the user's archive with zeros (skipped).
+    const base = await stat(s.secondInitrdBase);
+    const pad = (512 - (base.size % 512)) % 512;
+    await copyFile(s.secondInitrdBase, out);
+    if (pad > 0) await appendFile(out, Buffer.alloc(pad));
+    await pipeline(createReadStream(own.path), createWriteStream(out, { flags: 'a' }));
+    return { path: out, bytes: base.size + pad + own.bytes };
+  } finally {
+    await rm(own.path, { force: true });
   }
 }
 
