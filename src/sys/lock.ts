@@ -56,6 +56,14 @@ export async function acquireLock(file = DEFAULT_LOCK_FILE, opts: LockOptions = 
   for (;;) {
     const err = flock(fd, LOCK_EX | LOCK_NB);
     if (err === 0) break;
+    if (err === ERRNO.ENOSYS) {
+      // A kernel built without CONFIG_FILE_LOCKING (tinyconfig) has no
+      // flock(2). Go on unserialised, as kexec-tools always does: the
+      // kernel itself refuses a second concurrent load (EBUSY); only two
+      // qkexec state file writes could interleave.
+      closeSync(fd);
+      return { file, release() {} };
+    }
     if (err !== EWOULDBLOCK) {
       closeSync(fd);
       throw new SystemError(errnoName(err), `cannot lock ${file}: flock failed with ${errnoName(err)}`, { errno: err });
