@@ -207,7 +207,18 @@ export function formatStatus(r: StatusReport): string {
     row('Quick kexec region', `unknown (${r.memoryUnavailable})`);
   } else if (r.quickRegion) {
     const q = r.quickRegion;
-    const use = q.used !== undefined ? `, ${formatSize(q.used)} used by the loaded kernel` : r.loaded ? ', not used by the loaded kernel' : ', unused';
+    // Only qkexec's own kexec_load plan says where the loaded kernel is;
+    // kexec_file_load (and other loaders) placed it without telling.
+    const use =
+      q.used !== undefined
+        ? `, ${formatSize(q.used)} used by the loaded kernel`
+        : !r.loaded
+          ? ', unused'
+          : r.state === undefined
+            ? ', use unknown (the loaded kernel was not loaded by qkexec)'
+            : r.state.planInformative
+              ? `, use unknown (${r.state.syscall} placed the loaded kernel; ${r.state.strategy} path expected)`
+              : ', not used by the loaded kernel';
     row('Quick kexec region', `${formatRange(q.range)} (${formatSize(q.size)})${use}`);
   } else {
     row('Quick kexec region', 'none (boot with quickkexec=SIZE; `qkexec plan --reserve` gives SIZE)');
