@@ -288,15 +288,19 @@ export async function runBench(o: BenchOptions): Promise<BenchOutcome> {
   const save = (): Promise<void> => writeAtomic(file, JSON.stringify(results, null, 2) + '\n');
   await save();
 
-  const setups = new Map<Arch, Promise<ArchSetup | string>>();
-  const setupOf = (arch: Arch): Promise<ArchSetup | string> => {
-    let p = setups.get(arch);
-    if (!p) {
-      p = prepareArch(arch, o, specs, work, rep).catch((e: unknown) => (e instanceof Error ? e.message : String(e)));
-      setups.set(arch, p);
-    }
-    return p;
-  };
+  // Every arch is prepared before the first run: the kernels are fixed for
+  // the whole benchmark (kernel/build's key follows the working tree), and
+  // no kernel build starts half-way through, competing with the guests.
+  const setups = new Map<Arch, ArchSetup | string>();
+  for (const arch of new Set(todo.map((s) => s.arch))) {
+    setups.set(arch, await prepareArch(arch, o, specs, work, rep).catch((e: unknown) => (e instanceof Error ? e.message : String(e))));
+  }
+  const setupOf = (arch: Arch): ArchSetup | string => setups.get(arch)!;
+  await writeAtomic(join(o.out, 'setup.json'), JSON.stringify(Object.fromEntries([...setups].map(([arch, st]) => [arch, typeof st === 'string' ? { error: st } : {
+    kernel: st.kernel,
+    debianAssets: st.assets.kernelPackage,
+    quickkexec: Object.fromEntries([...st.reserve].map(([p, b]) => [`${p} MiB`, reservationParam(b)])),
+  }])), null, 2) + '\n');
 
   const skipped: RunSpec[] = [];
   let finished = 0;
@@ -314,7 +318,7 @@ export async function runBench(o: BenchOptions): Promise<BenchOutcome> {
         skipped.push(spec);
         continue;
       }
-      const setup = await setupOf(spec.arch);
+      const setup = setupOf(spec.arch);
       let labRun: LabRun;
       let raw: Record<string, unknown>;
       if (typeof setup === 'string') {

@@ -123,7 +123,8 @@ function parseArgv(argv: string[]): LabOptions {
     .option('--json', 'print the results as JSON')
     .option('--arch <arch...>', 'x86_64 and/or arm64')
     .option('--loader <loader...>', `any of ${LOADERS.join(', ')}`)
-    .option('--repeats <n>', 'runs per scenario', '1');
+    .option('--repeats <n>', 'runs per scenario', '1')
+    .addHelpText('after', '\nAlso: qkexec lab bench --help (the benchmark), qkexec lab report RESULTS.json OUTDIR.');
   p.parse(argv, { from: 'user' });
   const o = p.opts<{ demo?: boolean; json?: boolean; arch?: string[]; loader?: string[]; repeats: string }>();
   for (const a of o.arch ?? []) if (a !== 'x86_64' && a !== 'arm64') throw new Error(`unknown arch ${a}`);
