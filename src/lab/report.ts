@@ -29,6 +29,16 @@ export interface Table {
 
 const REF_LABEL = LOADER_LABELS[REFERENCE_LOADER];
 
+/**
+ * Measured in the lab (bench/2026-11-25/arm64-investigation): under TCG,
+ * exec gets slower for any loader once node has run in the guest, so
+ * qkexec's standard path carries an emulator cost kexec-tools does not.
+ */
+export const TCG_NODE_NOTE =
+  'Under QEMU TCG, exec → first line can grow for any loader once node has run in the guest before the exec: on the stock Debian arm64 kernel, kexec-tools -i took 0.2 s without and 1.1–1.7 s after one node run (same guest and segments), ' +
+  'apparently because the relocation stores into memory holding node\'s translated code, an emulator slow path. qkexec runs node to load and to exec, so its standard-path figures may include that cost where kexec-tools\' do not; ' +
+  'the quick path copies nothing at exec. Hardware has no such cost. See bench/2026-11-25/arm64-investigation.';
+
 export function fmtRatio(r: number): string {
   return r >= 10 ? `${Math.round(r)}×` : `${r.toFixed(2)}×`;
 }
@@ -169,6 +179,7 @@ export function renderMarkdown(results: LabResults, rows: readonly SummaryRow[])
     '',
   ];
   for (const t of summaryTables(rows)) out.push(`### ${t.caption}`, '', tableToMarkdown(t), '');
+  out.push(`Note: ${TCG_NODE_NOTE}`, '');
   out.push(`Produced by \`${results.command}\` on ${results.startedAt.slice(0, 10)} ` +
     `(${results.host.cpus} CPUs, ${results.host.qemu}, Node ${results.host.node}; QEMU TCG guests).`, '');
   return out.join('\n');
@@ -247,6 +258,7 @@ function notesHtml(rows: readonly SummaryRow[]): string {
     'The payload is incompressible random data added to the second kernel’s initramfs, so every byte must be loaded, checksummed or relocated as the loader does.',
     'Guests run under QEMU with TCG (software emulation, no KVM), so absolute times are slower than on hardware and memory-bound work is relatively more expensive; compare loaders within one file, not absolute numbers across machines.',
     'In the phases chart “first line → userspace” is the difference of the two medians, so the downtime part of each bar ends at the median exec → userspace.',
+    TCG_NODE_NOTE,
   ];
   return `<ul class="notes">\n${notes.map((n) => `<li>${htmlEscape(n)}</li>`).join('\n')}\n</ul>`;
 }
