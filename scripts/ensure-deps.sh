@@ -6,7 +6,7 @@
 # patched kernels), arm64 as a foreign dpkg architecture (the arm64 guest's
 # kernel, busybox and kexec-tools are Debian arm64 packages), and the npm
 # packages, then the guests' assets and the two kernels patched with the
-# quick kexec series (kernel/build: ~5 min per arch on a fresh machine,
+# quick kexec series (kernel/build: 10-30 min per arch on two shared cores,
 # a cache hit that only prints a path afterwards). Idempotent; safe to run
 # on every `npm test`.
 set -eu
