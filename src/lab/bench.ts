@@ -26,6 +26,7 @@ import { REPO_ROOT } from './bundle.ts';
 import { run } from './host.ts';
 import { readResults, LOADERS as RESULT_LOADERS, type LabResults, type LabRun, type Loader } from './results.ts';
 import { silentReporter, type Reporter } from './progress.ts';
+import { QKEXEC_DIR } from './initramfs.ts';
 import { buildSecondInitrd, runScenario, type Scenario, type ScenarioResult } from './scenario.ts';
 
 /** One guest run of the matrix. */
@@ -112,7 +113,20 @@ export interface KernelSetup {
 }
 
 /** The scenario of one run. `reserveBytes` only for loaders that need a region. */
-export function scenarioFor(spec: RunSpec, k: KernelSetup, opts: { reserveBytes?: bigint; secondInitrdBase?: string; bundleDir?: string }): Scenario {
+/**
+ * Run between load and exec by every loader with --node-before-exec. Under
+ * TCG the exec of a relocating image gets slower once node has run in the
+ * guest (bench/2026-11-25/arm64-investigation), and qkexec always runs it:
+ * this gives kexec-tools' guests the same history, so the comparison is of
+ * the loaders, not of the emulator's state.
+ */
+export const NODE_BEFORE_EXEC = `node ${QKEXEC_DIR}/qkexec.mjs status >/dev/null 2>&1 || qk_fail "node before exec failed (rc=$?)"`;
+
+export function scenarioFor(
+  spec: RunSpec,
+  k: KernelSetup,
+  opts: { reserveBytes?: bigint; secondInitrdBase?: string; bundleDir?: string; nodeBeforeExec?: boolean },
+): Scenario {
   const region = needsRegion(spec.loader);
   if (region && opts.reserveBytes === undefined) throw new Error(`${spec.loader} needs a quickkexec= size`);
   const reserveMiB = region ? Number(opts.reserveBytes! / MiB) : 0;
@@ -135,6 +149,7 @@ export function scenarioFor(spec: RunSpec, k: KernelSetup, opts: { reserveBytes?
     // The same first-stage files for every loader (node and the bundle
     // too), so the guests differ only by what the loader does.
     withQkexec: true,
+    steps: opts.nodeBeforeExec ? [{ kind: 'load' }, { kind: 'shell', script: NODE_BEFORE_EXEC }, { kind: 'exec' }] : undefined,
   };
 }
 
@@ -176,6 +191,8 @@ export interface BenchOptions extends MatrixOptions {
   secondInitrd?: string;
   /** Guest runs in flight (each still needs a guest slot, see slots.ts). */
   jobs?: number;
+  /** Every loader runs node between load and exec (see NODE_BEFORE_EXEC). */
+  nodeBeforeExec?: boolean;
   /** Stop starting runs this many ms after the start; the rest is recorded as skipped. */
   budgetMs?: number;
   /** Keep the runs already in OUT/results.json and make only the missing ones. */
@@ -275,11 +292,17 @@ export async function runBench(o: BenchOptions): Promise<BenchOutcome> {
       qemu: await firstLine('qemu-system-x86_64', ['--version']),
       node: process.version,
     },
+    ...(o.nodeBeforeExec ? { nodeBeforeExec: true } : {}),
     runs: [],
   };
   if (o.resume && existsSync(file)) {
     const before = readResults(file);
+    if ((before.nodeBeforeExec === true) !== (o.nodeBeforeExec === true)) {
+      throw new Error(`${file} was made ${before.nodeBeforeExec ? 'with' : 'without'} --node-before-exec: resume it the same way, or use another --out`);
+    }
     results.startedAt = before.startedAt;
+    // Every command that contributed runs, so the file says how to redo them.
+    results.command = `${before.command}; then ${o.command}`;
     results.runs = before.runs;
     rep.info(`resuming: ${before.runs.length} runs already in ${file}`);
   }
@@ -328,7 +351,7 @@ export async function runBench(o: BenchOptions): Promise<BenchOutcome> {
         const reserveBytes = needsRegion(spec.loader) ? setup.reserve.get(spec.payloadMiB) : undefined;
         const label = reserveBytes === undefined ? setup.kernel.label : `${setup.kernel.label}, ${reservationParam(reserveBytes)}`;
         try {
-          const s = scenarioFor(spec, setup.kernel, { reserveBytes, secondInitrdBase: o.secondInitrd });
+          const s = scenarioFor(spec, setup.kernel, { reserveBytes, secondInitrdBase: o.secondInitrd, nodeBeforeExec: o.nodeBeforeExec });
           const r = await runScenario(s, { assets: setup.assets, reporter: bar ? silentReporter : rep });
           labRun = toLabRun(spec, r, label);
           raw = {
