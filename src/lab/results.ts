@@ -76,6 +76,11 @@ export interface LabResults {
   /** The command line that produced the file, to reproduce it. */
   command: string;
   host: { cpus: number; qemu: string; node: string };
+  /**
+   * Every run, whatever its loader, ran node in the guest between load and
+   * exec (`--node-before-exec`): the same emulator history for all loaders.
+   */
+  nodeBeforeExec?: boolean;
   runs: LabRun[];
 }
 
@@ -184,6 +189,7 @@ export function validateResults(json: unknown, source = 'results'): LabResults {
     c.string('host.qemu', json.host.qemu);
     c.string('host.node', json.host.node);
   }
+  if (json.nodeBeforeExec !== undefined && typeof json.nodeBeforeExec !== 'boolean') c.fail('nodeBeforeExec', 'a boolean', json.nodeBeforeExec);
   const runs: LabRun[] = [];
   if (!Array.isArray(json.runs)) c.fail('runs', 'an array', json.runs);
   else json.runs.forEach((r, i) => {
@@ -197,6 +203,7 @@ export function validateResults(json: unknown, source = 'results'): LabResults {
     startedAt: json.startedAt as string,
     command: json.command as string,
     host: { cpus: host.cpus, qemu: host.qemu, node: host.node },
+    ...(json.nodeBeforeExec === true ? { nodeBeforeExec: true } : {}),
     runs,
   };
 }

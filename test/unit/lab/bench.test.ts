@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   expandMatrix, failedRun, needsRegion, parseArches, parseLoaders, parsePayloads, reservationParam, roundReservation,
-  runLine, scenarioFor, specKey, specName, toLabRun, type KernelSetup, type RunSpec,
+  NODE_BEFORE_EXEC, runLine, scenarioFor, specKey, specName, toLabRun, type KernelSetup, type RunSpec,
 } from '../../../src/lab/bench.ts';
 import { MiB } from '../../../src/memory/range.ts';
 import { LOADERS, validateResults, type LabResults } from '../../../src/lab/results.ts';
@@ -97,6 +97,21 @@ test('scenario scripts: kexec-tools aimed at the Quick kexec region, quick qkexe
   const q = scenarioScript(scenarioFor(spec('qkexec-quick-file'), kernels, { reserveBytes: 96n * MiB }), 'tok');
   assert.match(q, /qkexec\.mjs load --kernel \/boot\/k2 --initrd \/boot\/i2 --append '[^']*' --syscall file\n/);
   assert.doesNotMatch(q, /--strategy/, 'the quick path is qkexec\'s automatic choice, not forced');
+});
+
+test('--node-before-exec: every loader runs node between its load and the exec, and the script says so', () => {
+  for (const loader of ['kexec-tools-i', 'qkexec-classic'] as const) {
+    const plain = scenarioFor(spec(loader), kernels, {});
+    assert.equal(plain.steps, undefined, 'the default is load, then exec');
+    const s = scenarioFor(spec(loader), kernels, { nodeBeforeExec: true });
+    assert.deepEqual(s.steps?.map((st) => st.kind), ['load', 'shell', 'exec']);
+    const script = scenarioScript(s, 'tok');
+    assert.equal(spawnSync('sh', ['-n'], { input: script }).status, 0);
+    const load = script.indexOf('qk_load main');
+    const node = script.indexOf(NODE_BEFORE_EXEC);
+    const exec = script.indexOf('QKLAB:exec');
+    assert.ok(load >= 0 && node > load && exec > node, `${loader}: load, node, exec in that order`);
+  }
 });
 
 function writeTemp(name: string, text: string | Buffer): string {

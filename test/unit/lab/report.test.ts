@@ -137,6 +137,10 @@ test('buildReport: one arch, no userspace or load times, still renders both char
 });
 
 test('buildReport: no runs is an error that says what to do', async () => {
+  const same = await buildReport({ ...fixture(CELLS), nodeBeforeExec: true });
+  assert.match(same.markdown, /Made with --node-before-exec/);
+  assert.doesNotMatch(same.markdown, /may include that cost where kexec-tools' do not/);
+  assert.match(same.html, /Made with --node-before-exec/);
   await assert.rejects(buildReport(fixture([])), (e) => e instanceof QkexecError && e.code === 'no-runs' && !!e.remedy);
 });
 

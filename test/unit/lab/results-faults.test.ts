@@ -80,6 +80,10 @@ test('fuzz: validateResults on results-shaped values and on any JSON value', () 
   assert.ok(seen.has('refused'));
   // A file that passes must pass: the generator is not all refusals.
   assert.equal(total(() => validateResults({ version: 1, startedAt: '2025-06-14T09:00:00.000Z', command: 'x', host: { cpus: 2, qemu: 'q', node: 'n' }, runs: [] }, SOURCE)), 'ok');
+  const base = { version: 1, startedAt: '2025-06-14T09:00:00.000Z', command: 'x', host: { cpus: 2, qemu: 'q', node: 'n' }, runs: [] };
+  assert.equal(validateResults({ ...base, nodeBeforeExec: true }, SOURCE).nodeBeforeExec, true);
+  assert.equal(validateResults(base, SOURCE).nodeBeforeExec, undefined);
+  assert.throws(() => validateResults({ ...base, nodeBeforeExec: 'yes' }, SOURCE), /nodeBeforeExec: expected a boolean/);
 });
 
 test('fuzz: readResults on any bytes, and on truncated valid files', () => {
