@@ -8,8 +8,9 @@
  *   qkexec lab bench [...]       the side-by-side benchmark (bench.ts),
  *                                results and report under bench/<date>/
  *   qkexec lab report RESULTS.json OUTDIR
- *   qkexec lab [--arch --loader --repeats --json]   ad-hoc runs on the
- *                                stock Debian kernels
+ *   qkexec lab [--arch --loader --repeats --json]   side by side on the
+ *                                stock Debian kernels, both arches unless
+ *                                --arch says otherwise (`npm run lab`)
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
@@ -121,7 +122,7 @@ function parseArgv(argv: string[]): LabOptions {
     .exitOverride()
     .option('--demo', 'x86_64, one run each: qkexec classic, kexec-tools -i and default (Debian kernel); kexec-tools -i and qkexec quick (patched kernel)')
     .option('--json', 'print the results as JSON')
-    .option('--arch <arch...>', 'x86_64 and/or arm64')
+    .option('--arch <arch...>', 'x86_64 and/or arm64 (default both)')
     .option('--loader <loader...>', `any of ${LOADERS.join(', ')}`)
     .option('--repeats <n>', 'runs per scenario', '1')
     .addHelpText('after', '\nAlso: qkexec lab bench --help (the benchmark), qkexec lab report RESULTS.json OUTDIR.');
@@ -163,7 +164,7 @@ async function demoPatched(reporter: Reporter): Promise<{ results: ScenarioResul
 
 const TABLE_NOTE =
   '\nexec → first line: from the old kernel\'s "Starting new kernel" to the new kernel\'s first console line\n' +
-  '(relocation + purgatory + earliest boot); host clock on serial lines, QEMU TCG, one run each.\n';
+  '(relocation + purgatory + earliest boot); host clock on serial lines, QEMU TCG; each row is one run.\n';
 
 async function runDemo(o: LabOptions, write: (s: string) => void, reporter: Reporter): Promise<number> {
   const debian = await runMatrix(matrix(['x86_64'], DEMO_LOADERS, 1), reporter);
@@ -283,7 +284,7 @@ export async function runLab(opts: LabOptions = {}): Promise<number> {
   }
   const o = { ...parsed, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) } as LabOptions;
   if (o.demo) return runDemo(o, write, reporter);
-  const arches = o.arches ?? ['x86_64'];
+  const arches = o.arches ?? ['x86_64', 'arm64'];
   const loaders = o.loaders ?? DEMO_LOADERS;
   const results = await runMatrix(matrix(arches, loaders, o.repeats ?? 1), reporter);
   if (o.json) write(JSON.stringify(labReport(results), null, 2) + '\n');
