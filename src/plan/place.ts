@@ -80,15 +80,28 @@ export type Placement = { ok: true; segments: PlannedSegment[] } | { ok: false; 
  */
 export function placeAll(shapes: readonly Shape[], free: readonly Range[], floor: bigint, where = 'free memory'): Placement {
   let avail = normalize(free);
-  const order = shapes.map((s, i) => ({ s, i })).sort((a, b) => Number(isFixed(b.s)) - Number(isFixed(a.s)) || a.i - b.i);
+  // Fixed segments first, then kernel-window ones last, the rest in order:
+  // a window is only known once the kernel has its address.
+  const rank = (s: Shape): number => (isFixed(s) ? 0 : s.req.kernelWindow ? 2 : 1);
+  const order = shapes.map((s, i) => ({ s, i })).sort((a, b) => rank(a.s) - rank(b.s) || a.i - b.i);
   const out: PlannedSegment[] = new Array(shapes.length);
-  for (const { s, i } of order) {
+  for (const { s: asked, i } of order) {
+    const s = asked.req.kernelWindow ? inKernelWindow(asked, out) : asked;
     const base = fit(s, avail, floor);
     if (base === undefined) return { ok: false, failed: s, why: whyNot(s, avail, floor, where) };
     out[i] = { ...s.req, memsz: s.memsz, mem: base + s.offset };
     avail = subtract(avail, [{ start: base, end: base + s.footprint }]);
   }
   return { ok: true, segments: out };
+}
+
+/** The shape with its min/max narrowed to the kernel window (see SegmentRequest.kernelWindow). */
+function inKernelWindow(s: Shape, placed: readonly (PlannedSegment | undefined)[]): Shape {
+  const w = s.req.kernelWindow!;
+  const kernels = placed.filter((p): p is PlannedSegment => p !== undefined && p.role === 'kernel');
+  if (kernels.length === 0) throw new PlanError('bad-request', `${s.req.role} segment request: placed next to the kernel, but there is no kernel segment`);
+  const base = kernels.reduce((m, k) => (k.mem - (k.offset ?? 0n) < m ? k.mem - (k.offset ?? 0n) : m), kernels[0]!.mem - (kernels[0]!.offset ?? 0n));
+  return { ...s, req: { ...s.req, min: maxOf(s.req.min, base), max: minOf(s.req.max, alignDown(base, w.align) + w.size) } };
 }
 
 function windowText(w: Range): string {

@@ -112,7 +112,14 @@ function bzImageRequests(k: BzImage, sizes: SegmentSizes): SegmentRequest[] {
   return [kernel, ...x86Data(sizes, initrdMax, BigInt(h.cmdline_size))];
 }
 
-/** arm64 data segments: DTB in its own 2 MiB block, initrd, purgatory. */
+/**
+ * booting.rst: the initrd lies in a 1 GiB aligned window of up to 32 GiB
+ * that covers the kernel. Every arm64 data segment is kept there, above
+ * the kernel, as the kernel's own kexec_file loader does.
+ */
+const ARM64_KERNEL_WINDOW = { align: 1n << 30n, size: 32n << 30n };
+
+/** arm64 data segments, above the kernel: DTB in its own 2 MiB block, initrd, purgatory. */
 function arm64Data(sizes: SegmentSizes): SegmentRequest[] {
   const out: SegmentRequest[] = [];
   if (sizes.dtb !== undefined) {
@@ -122,14 +129,12 @@ function arm64Data(sizes: SegmentSizes): SegmentRequest[] {
     // booting.rst: the DTB is mapped cacheable with blocks of up to 2 MiB;
     // qkexec gives it a block of its own, so it never needs relocating and
     // never shares attributes with a neighbour.
-    out.push(data('dtb', sizes.dtb, { align: ARM64_BLOCK, min: 0n, max: PHYS_LIMIT, footprint: ARM64_BLOCK }));
+    out.push(data('dtb', sizes.dtb, { align: ARM64_BLOCK, min: 0n, max: PHYS_LIMIT, footprint: ARM64_BLOCK, kernelWindow: ARM64_KERNEL_WINDOW }));
   }
   if (hasInitrd(sizes)) {
-    // Placed bottom-up after the kernel, which keeps it well inside the
-    // 32 GiB above the kernel that arm64's kexec_file loader allows.
-    out.push(data('initrd', sizes.initrd, { align: PAGE_SIZE, min: 0n, max: PHYS_LIMIT }));
+    out.push(data('initrd', sizes.initrd, { align: PAGE_SIZE, min: 0n, max: PHYS_LIMIT, kernelWindow: ARM64_KERNEL_WINDOW }));
   }
-  out.push(purgatory(sizes, 0n, PHYS_LIMIT));
+  out.push({ ...purgatory(sizes, 0n, PHYS_LIMIT), kernelWindow: ARM64_KERNEL_WINDOW });
   return out;
 }
 

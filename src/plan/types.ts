@@ -26,6 +26,13 @@ export interface SegmentRequest {
    * footprint [base, base + footprint). Default offset + memsz.
    */
   footprint?: bigint;
+  /**
+   * Placed at or above the kernel's (lowest) segment and below
+   * alignDown(that base, align) + size: arm64's booting.rst wants the
+   * initrd in a 1 GiB aligned window of at most 32 GiB that covers the
+   * kernel. The kernel is placed first; min/max still apply.
+   */
+  kernelWindow?: { align: bigint; size: bigint };
 }
 
 /** A placed segment; `mem`/`memsz` are what kexec_load's kexec_segment gets. */

@@ -30,18 +30,21 @@ test('formatPlan: one row per segment by address, inclusive ends, and the summar
     ].join('\n'),
   );
   assert.equal(regionUsePercent(x86Plan), 85);
-  assert.match(formatPlan(armStd), /^strategy standard: standard path requested; region 0x70000000-0x75ffffff \(96 MiB, unused\); bytesToRelocate 46739456 \(44\.57 MiB\); entry 0x40200000$/m);
+  assert.match(formatPlan(armStd), /^strategy standard: standard path requested; region 0x70000000-0x75ffffff \(96 MiB, unused\); bytesToRelocate 46739456 \(44\.57 MiB\); entry 0x43690000$/m);
 });
 
 test('planToJson: bigints as hex strings, survives JSON.stringify', () => {
   const j = planToJson(armStd);
   const back = JSON.parse(JSON.stringify(j));
   assert.deepEqual(back, j);
-  assert.equal(j.entry, '0x40200000');
+  assert.equal(j.entry, '0x43690000');
   assert.equal(j.bytesToRelocate, '0x2c93000');
   assert.deepEqual(j.region, { start: '0x70000000', end: '0x76000000' });
   const dtb = j.segments.find((s) => s.role === 'dtb')!;
-  assert.deepEqual(dtb, { role: 'dtb', mem: '0x40000000', memsz: '0x2000', bufsz: '0x2000', align: '0x200000', min: '0x0', max: '0x10000000000000000', footprint: '0x200000' });
+  // min/max are the window it was placed in: above the kernel (0x42200000), below 1 GiB-aligned base + 32 GiB.
+  assert.deepEqual(dtb, {
+    role: 'dtb', mem: '0x43800000', memsz: '0x2000', bufsz: '0x2000', align: '0x200000', min: '0x42200000', max: '0x840000000', footprint: '0x200000',
+  });
 });
 
 test('planSvg: a well-formed drawing with RAM, reservations, the region and every segment', () => {

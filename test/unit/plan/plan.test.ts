@@ -152,6 +152,26 @@ test('an ELF vmlinux at fixed addresses cannot use a region elsewhere; remedy sa
   );
 });
 
+test('arm64: DTB, initrd and purgatory go above the kernel, inside booting.rst\'s 32 GiB window', () => {
+  // Free RAM below the kernel's only possible place, and far above it.
+  const memory: MemoryMap = {
+    ram: [{ start: 0x40000000n, end: 0x40800000n }, { start: 0x80000000n, end: 0x82000000n }, { start: 0x900000000n, end: 0x980000000n }],
+    reserved: [],
+  };
+  const plan = makePlan({ arch: 'arm64', requests: armReqs(8n * MiB), memory, strategy: 'standard' });
+  const kernel = at(plan, 'kernel');
+  assert.equal(kernel, 0x80000000n, 'the first 2 MiB aligned hole that holds the kernel');
+  for (const role of ['dtb', 'initrd', 'purgatory']) {
+    const mem = at(plan, role);
+    assert.ok(mem >= kernel && mem < 0x80000000n + 32n * GiB, `${role} at 0x${mem.toString(16)}: above the kernel, within 32 GiB`);
+  }
+  // The only room left for the initrd is beyond the window: a clear refusal, not a plan the kernel rejects.
+  assert.throws(
+    () => makePlan({ arch: 'arm64', requests: armReqs(40n * MiB), memory, strategy: 'standard' }),
+    (e: unknown) => e instanceof PlanError && /free RAM has no initrd \(40 MiB, 4 KiB aligned\) left within 0x80000000-0x87fffffff/.test(e.message),
+  );
+});
+
 test('nothing fits: PlanError "payload of N MiB does not fit in free RAM"', () => {
   const memory: MemoryMap = { ram: [{ start: 0x40000000n, end: 0x42c00000n }], reserved: [{ range: { start: 0x40000000n, end: 0x40200000n }, name: 'reserved' }] };
   assert.throws(

@@ -40,7 +40,9 @@ test('arm64 Image: 2 MiB aligned base plus text_offset, image_size; DTB in its o
   const reqs = segmentRequests(arm64Image({ text_offset: 0x80000n }), { initrd: 24n * MiB, dtb: 0x1f00n });
   assert.deepEqual(reqs.map((r) => r.role), ['kernel', 'dtb', 'initrd', 'purgatory']);
   assert.deepEqual(reqs[0], { role: 'kernel', bufsz: 13_000_000n, memsz: 0x1490000n, align: 2n * MiB, offset: 0x80000n, min: 0n, max: PHYS_LIMIT });
-  assert.deepEqual(reqs[1], { role: 'dtb', bufsz: 0x1f00n, memsz: 0x2000n, align: 2n * MiB, footprint: 2n * MiB, min: 0n, max: PHYS_LIMIT });
+  const window = { align: 1n << 30n, size: 32n << 30n };
+  assert.deepEqual(reqs[1], { role: 'dtb', bufsz: 0x1f00n, memsz: 0x2000n, align: 2n * MiB, footprint: 2n * MiB, min: 0n, max: PHYS_LIMIT, kernelWindow: window });
+  for (const r of reqs.slice(1)) assert.deepEqual(r.kernelWindow, window, `${r.role} is kept near the kernel`);
   assert.equal(reqs[2]!.topDown, undefined);
 });
 
