@@ -80,8 +80,9 @@ export type Placement = { ok: true; segments: PlannedSegment[] } | { ok: false; 
  */
 export function placeAll(shapes: readonly Shape[], free: readonly Range[], floor: bigint, where = 'free memory'): Placement {
   let avail = normalize(free);
-  // Fixed segments first, then kernel-window ones last, the rest in order:
-  // a window is only known once the kernel has its address.
+  // Fixed segments first, then the rest in request order, except that
+  // segments kept in the kernel's window come last: the window is known
+  // only once the kernel has its address.
   const rank = (s: Shape): number => (isFixed(s) ? 0 : s.req.kernelWindow ? 2 : 1);
   const order = shapes.map((s, i) => ({ s, i })).sort((a, b) => rank(a.s) - rank(b.s) || a.i - b.i);
   const out: PlannedSegment[] = new Array(shapes.length);
@@ -98,9 +99,10 @@ export function placeAll(shapes: readonly Shape[], free: readonly Range[], floor
 /** The shape with its min/max narrowed to the kernel window (see SegmentRequest.kernelWindow). */
 function inKernelWindow(s: Shape, placed: readonly (PlannedSegment | undefined)[]): Shape {
   const w = s.req.kernelWindow!;
-  const kernels = placed.filter((p): p is PlannedSegment => p !== undefined && p.role === 'kernel');
-  if (kernels.length === 0) throw new PlanError('bad-request', `${s.req.role} segment request: placed next to the kernel, but there is no kernel segment`);
-  const base = kernels.reduce((m, k) => (k.mem - (k.offset ?? 0n) < m ? k.mem - (k.offset ?? 0n) : m), kernels[0]!.mem - (kernels[0]!.offset ?? 0n));
+  // The aligned base, before text_offset; an ELF kernel's lowest PT_LOAD.
+  const bases = placed.filter((p): p is PlannedSegment => p !== undefined && p.role === 'kernel').map((k) => k.mem - (k.offset ?? 0n));
+  if (bases.length === 0) throw new PlanError('bad-request', `${s.req.role} segment request: placed next to the kernel, but there is no kernel segment`);
+  const base = bases.reduce((m, b) => minOf(m, b));
   return { ...s, req: { ...s.req, min: maxOf(s.req.min, base), max: minOf(s.req.max, alignDown(base, w.align) + w.size) } };
 }
 

@@ -191,6 +191,8 @@ test('bad requests are refused before placement', () => {
   const noPurgatory = base.filter((r) => r.role !== 'purgatory');
   assert.throws(() => makePlan({ arch: 'arm64', requests: noPurgatory, memory, strategy: 'auto' }), /no purgatory/);
   assert.throws(() => makePlan({ arch: 'arm64', requests: [], memory, strategy: 'auto' }), /nothing to place/);
+  const noKernel = base.filter((r) => r.role !== 'kernel');
+  assert.throws(() => makePlan({ arch: 'arm64', requests: noKernel, memory, strategy: 'standard' }), (e: unknown) => e instanceof PlanError && e.code === 'bad-request' && /no kernel segment/.test(e.message));
   const badAlign = base.map((r) => (r.role === 'initrd' ? { ...r, align: 3000n } : r));
   assert.throws(() => makePlan({ arch: 'arm64', requests: badAlign, memory, strategy: 'auto' }), /power of two/);
   const bufTooBig = base.map((r) => (r.role === 'initrd' ? { ...r, bufsz: r.memsz + 1n } : r));
