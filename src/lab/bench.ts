@@ -112,7 +112,6 @@ export interface KernelSetup {
   patched: boolean;
 }
 
-/** The scenario of one run. `reserveBytes` only for loaders that need a region. */
 /**
  * Run between load and exec by every loader with --node-before-exec. Under
  * TCG the exec of a relocating image gets slower once node has run in the
@@ -122,6 +121,7 @@ export interface KernelSetup {
  */
 export const NODE_BEFORE_EXEC = `node ${QKEXEC_DIR}/qkexec.mjs status >/dev/null 2>&1 || qk_fail "node before exec failed (rc=$?)"`;
 
+/** The scenario of one run. `reserveBytes` only for loaders that need a region. */
 export function scenarioFor(
   spec: RunSpec,
   k: KernelSetup,
