@@ -29,6 +29,7 @@ const LOADER_STYLE: Record<Loader, { colour: string; shape: string }> = {
 };
 
 const PHASES = [
+  { key: 'command', label: 'exec command (start-up, sync, shutdown)', colour: '#8c564b' },
   { key: 'exec', label: 'exec → first line', colour: '#d62728' },
   { key: 'boot', label: 'first line → userspace', colour: '#ff9896' },
   { key: 'load', label: 'load (before the reboot)', colour: '#c7c7c7' },
@@ -186,11 +187,14 @@ export function latencySpec(rows: readonly SummaryRow[]): vl.TopLevelSpec {
 
 /**
  * The phases of one reboot per loader, stacked, at each arch's largest
- * payload. Downtime first (exec → first line, first line → userspace),
- * so bar lengths up to the load segment compare directly; load is drawn
- * last and pale because quick kexec's point is to do it while services
- * still run. "first line → userspace" is the difference of the medians,
- * so a bar's downtime part ends at the median exec → userspace.
+ * payload. Downtime first (the exec command until the kernel's "Starting
+ * new kernel", exec → first line, first line → userspace), so bar lengths
+ * up to the load segment compare directly: the exec command counts
+ * because a loader that is slow to start (node) delays the reboot as much
+ * as a slow relocation. Load is drawn last and pale because quick kexec's
+ * point is to do it while services still run. "first line → userspace" is
+ * the difference of the medians, so a bar's downtime part ends at the
+ * median exec command + exec → userspace.
  */
 export function phasesSpec(rows: readonly SummaryRow[]): vl.TopLevelSpec {
   // The total's label rides on the loader's first segment: a second data
@@ -206,7 +210,9 @@ export function phasesSpec(rows: readonly SummaryRow[]): vl.TopLevelSpec {
       if (!row || row.okN === 0) continue;
       const first = row.stats.execToFirstLineMs?.median;
       const user = row.stats.execToUserspaceMs?.median;
+      const command = row.stats.execCommandMs?.median;
       const ms: Record<(typeof PHASES)[number]['key'], number | undefined> = {
+        command,
         exec: first,
         boot: first !== undefined && user !== undefined ? Math.max(0, user - first) : undefined,
         load: row.stats.loadMs?.median,
@@ -219,7 +225,8 @@ export function phasesSpec(rows: readonly SummaryRow[]): vl.TopLevelSpec {
         segments.push({ panel, loader: LOADER_LABELS[loader], phase: p.label, order, ms: v, start: end, end: end + v, label: '' });
         end += v;
       });
-      const down = user ?? first;
+      const after = user ?? first;
+      const down = after === undefined ? undefined : after + (command ?? 0);
       if (segments.length === 0) continue;
       segments[0]!.label = down === undefined ? '' : `downtime ${fmtMs(down)}`;
       for (const seg of segments) seg.total = end;
@@ -233,7 +240,7 @@ export function phasesSpec(rows: readonly SummaryRow[]): vl.TopLevelSpec {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: {
       text: 'Where one kexec reboot’s time goes, per loader',
-      subtitle: 'medians; exec → userspace is the downtime, load (pale) runs before it while services still run',
+      subtitle: 'medians; downtime = the exec command + exec → userspace; load (pale) runs before it while services still run',
     },
     facet: { row: { field: 'panel', type: 'nominal', title: null, sort: panels, header: { labelAngle: 0, labelAlign: 'left', labelAnchor: 'start', labelOrient: 'top' } } },
     data: { values },

@@ -260,7 +260,7 @@ function notesHtml(rows: readonly SummaryRow[], nodeBeforeExec: boolean): string
     `Ratios are ratios of medians, taken against ${REF_LABEL} on the same arch and payload in the same results file, and against the floor: the same loader on the same arch with the smallest payload measured (0 MiB when the lab ran a dedicated floor).`,
     'The payload is incompressible random data added to the second kernel’s initramfs, so every byte must be loaded, checksummed or relocated as the loader does.',
     'Guests run under QEMU with TCG (software emulation, no KVM), so absolute times are slower than on hardware and memory-bound work is relatively more expensive; compare loaders within one file, not absolute numbers across machines.',
-    'In the phases chart “first line → userspace” is the difference of the two medians, so the downtime part of each bar ends at the median exec → userspace.',
+    'In the phases chart the downtime is the exec command (the loader’s own start-up, sync and the old kernel’s shutdown, up to “Starting new kernel”) plus exec → userspace; “first line → userspace” is the difference of the two medians, so the downtime part of each bar ends at the median exec command + exec → userspace.',
     nodeBeforeExec ? NODE_BEFORE_EXEC_NOTE : TCG_NODE_NOTE,
   ];
   return `<ul class="notes">\n${notes.map((n) => `<li>${htmlEscape(n)}</li>`).join('\n')}\n</ul>`;

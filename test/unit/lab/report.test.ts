@@ -26,7 +26,8 @@ function fixture(cells: CellSpec[], command = 'qkexec lab --repeats 5 --json ben
     const kernel = c.loader.includes('quick') ? 'qkexec-6.12' : `debian-6.1-${c.arch}`;
     c.exec.forEach((ms, i) => runs.push({
       arch: c.arch, loader: c.loader, payloadMiB: c.payloadMiB, repeat: i, ok: true, kernel,
-      execToFirstLineMs: ms, execToUserspaceMs: ms + 1000, ...(c.load ? { loadMs: c.load[i]! } : {}),
+      execToFirstLineMs: ms, execToUserspaceMs: ms + 1000, execCommandMs: c.loader.startsWith('qkexec') ? 1500 : 70,
+      ...(c.load ? { loadMs: c.load[i]! } : {}),
     }));
     (c.failed ?? []).forEach((error, i) => runs.push({
       arch: c.arch, loader: c.loader, payloadMiB: c.payloadMiB, repeat: c.exec.length + i, ok: false, error, kernel,
@@ -111,6 +112,9 @@ test('writeReport: report.html is self-contained, with two SVG charts naming the
   assert.ok(phases.includes('x86_64 · 256 MiB payload') && phases.includes('arm64 · 16 MiB payload'));
   assert.ok(latency.includes('Exec → new kernel’s first console line'));
   assert.ok(phases.includes('exec → first line') && phases.includes('first line → userspace'));
+  assert.ok(phases.includes('exec command (start-up, sync, shutdown)'), 'the exec command is a phase of the downtime');
+  // qkexec quick at 256 MiB: exec command 1500 + exec → userspace 1050.
+  assert.ok(phases.includes('downtime 2,550 ms'), 'downtime counts the exec command');
 
   assert.doesNotMatch(html, /<script|<link|src="http|href="http/, 'nothing fetched from elsewhere');
   assert.ok(html.includes('qkexec lab --kernel &quot;&lt;mine&gt;&quot; &amp;&amp; echo'), 'command escaped');
