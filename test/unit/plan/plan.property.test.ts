@@ -77,6 +77,8 @@ function checkPlan(plan: KexecPlan, memory: MemoryMap, arch: 'x86_64' | 'arm64',
   assert.equal(plan.segments.length, requests.length);
   const others = memory.reserved.filter((r) => !(memory.quick && r.name === 'Quick kexec' && r.range.start === memory.quick.start)).map((r) => r.range);
   const feet: Range[] = [];
+  const kernelBases = plan.segments.filter((s) => s.role === 'kernel').map((s) => s.mem - (s.offset ?? 0n));
+  const kernelBase = kernelBases.reduce((m, b) => (b < m ? b : m), kernelBases[0]!);
   plan.segments.forEach((s, i) => {
     const req = requests[i]!;
     assert.equal(s.role, req.role);
@@ -88,6 +90,10 @@ function checkPlan(plan: KexecPlan, memory: MemoryMap, arch: 'x86_64' | 'arm64',
     assert.equal(f.start % align, 0n, 'aligned base');
     assert.ok(f.start >= req.min && f.end <= req.max, 'inside its window');
     if (arch === 'x86_64') assert.ok(f.start >= MiB, 'x86: never below 1 MiB');
+    if (req.kernelWindow) {
+      const w = req.kernelWindow;
+      assert.ok(f.start >= kernelBase && f.end <= kernelBase - (kernelBase % w.align) + w.size, `${s.role}: in the kernel's window`);
+    }
     assert.ok(setContains(memory.ram, f), 'inside RAM');
     for (const r of others) assert.ok(!overlaps(f, r), 'outside reserved');
     if (plan.strategy === 'quick') assert.ok(contains(memory.quick!, f), 'inside the Quick kexec region');
