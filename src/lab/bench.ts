@@ -27,6 +27,7 @@ import { run } from './host.ts';
 import { readResults, LOADERS as RESULT_LOADERS, type LabResults, type LabRun, type Loader } from './results.ts';
 import { silentReporter, type Reporter } from './progress.ts';
 import { QKEXEC_DIR } from './initramfs.ts';
+import { QkexecError } from '../errors.ts';
 import { buildSecondInitrd, runScenario, type Scenario, type ScenarioResult } from './scenario.ts';
 
 /** One guest run of the matrix. */
@@ -197,6 +198,8 @@ export interface BenchOptions extends MatrixOptions {
   budgetMs?: number;
   /** Keep the runs already in OUT/results.json and make only the missing ones. */
   resume?: boolean;
+  /** Start over even though OUT/results.json exists (its runs are lost). */
+  force?: boolean;
   reporter: Reporter;
   /** Progress bar on stderr (a terminal) instead of one line per run. */
   tty?: boolean;
@@ -278,8 +281,15 @@ export async function runBench(o: BenchOptions): Promise<BenchOutcome> {
   const rep = o.reporter;
   const t0 = Date.now();
   const specs = expandMatrix(o);
-  await mkdir(o.out, { recursive: true });
   const file = join(o.out, 'results.json');
+  // bench/<date> is the default: a second run on the same day must not
+  // silently replace committed results.
+  if (existsSync(file) && !o.resume && !o.force) {
+    throw new QkexecError('results-exist', `${file} already holds a benchmark's runs`, {
+      remedy: 'add --resume to finish it, --force to start it over, or choose another --out',
+    });
+  }
+  await mkdir(o.out, { recursive: true });
   const rawFile = join(o.out, 'runs.jsonl');
   const work = await mkdtemp(join(tmpdir(), 'qklab-bench-'));
 

@@ -6,9 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   expandMatrix, failedRun, needsRegion, parseArches, parseLoaders, parsePayloads, reservationParam, roundReservation,
-  NODE_BEFORE_EXEC, runLine, scenarioFor, specKey, specName, toLabRun, type KernelSetup, type RunSpec,
+  NODE_BEFORE_EXEC, runBench, runLine, scenarioFor, specKey, specName, toLabRun, type KernelSetup, type RunSpec,
 } from '../../../src/lab/bench.ts';
 import { MiB } from '../../../src/memory/range.ts';
+import { QkexecError } from '../../../src/errors.ts';
+import { silentReporter } from '../../../src/lab/progress.ts';
 import { LOADERS, validateResults, type LabResults } from '../../../src/lab/results.ts';
 import { QUICK_REGION_SH, analyse, buildSecondInitrd, parseKexecPathLine, scenarioScript, type Scenario, type ScenarioResult } from '../../../src/lab/scenario.ts';
 
@@ -112,6 +114,15 @@ test('--node-before-exec: every loader runs node between its load and the exec, 
     const exec = script.indexOf('QKLAB:exec');
     assert.ok(load >= 0 && node > load && exec > node, `${loader}: load, node, exec in that order`);
   }
+});
+
+test('a second benchmark into the same directory is refused, and the first one\'s results stay', async () => {
+  const out = mkdtempSync(join(tmpdir(), 'qkbench-out-'));
+  const file = join(out, 'results.json');
+  writeFileSync(file, '{"committed": true}\n');
+  const o = { arches: ['x86_64'] as const, loaders: ['kexec-tools-i'] as const, payloads: [16], floor: false, repeats: 1, out, command: 'x', reporter: silentReporter };
+  await assert.rejects(runBench(o), (e: unknown) => e instanceof QkexecError && e.code === 'results-exist' && /--resume/.test(e.remedy ?? ''));
+  assert.equal(readFileSync(file, 'utf8'), '{"committed": true}\n');
 });
 
 function writeTemp(name: string, text: string | Buffer): string {
