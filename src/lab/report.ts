@@ -37,10 +37,15 @@ const REF_LABEL = LOADER_LABELS[REFERENCE_LOADER];
 export const TCG_NODE_NOTE =
   'Under QEMU TCG, exec → first line can grow for any loader once node has run in the guest before the exec: on the stock Debian arm64 kernel, kexec-tools -i took 0.2 s without and 1.1–1.7 s after one node run (same guest and segments), ' +
   'apparently because the relocation stores into memory holding node\'s translated code, an emulator slow path. qkexec runs node to load and to exec, so its standard-path figures may include that cost where kexec-tools\' do not; ' +
-  'the quick path copies nothing at exec. Hardware has no such cost. See bench/2026-11-25/arm64-investigation.';
+  'the quick path copies nothing at exec. The cost is the emulator’s; it was not measured on hardware. See bench/2026-11-25/arm64-investigation.';
 
 export const NODE_BEFORE_EXEC_NOTE =
   'Made with --node-before-exec: every loader, kexec-tools included, ran node in the guest between its load and the exec, so every guest has the emulator history a qkexec run has (see the note on TCG in bench/README.md).';
+
+/** The note on the emulator's history that fits how the runs were made. */
+function historyNote(results: LabResults): string {
+  return results.nodeBeforeExec ? NODE_BEFORE_EXEC_NOTE : TCG_NODE_NOTE;
+}
 
 export function fmtRatio(r: number): string {
   return r >= 10 ? `${Math.round(r)}×` : `${r.toFixed(2)}×`;
@@ -182,7 +187,7 @@ export function renderMarkdown(results: LabResults, rows: readonly SummaryRow[])
     '',
   ];
   for (const t of summaryTables(rows)) out.push(`### ${t.caption}`, '', tableToMarkdown(t), '');
-  out.push(results.nodeBeforeExec ? `Note: ${NODE_BEFORE_EXEC_NOTE}` : `Note: ${TCG_NODE_NOTE}`, '');
+  out.push(`Note: ${historyNote(results)}`, '');
   out.push(`Produced by \`${results.command}\` on ${results.startedAt.slice(0, 10)} ` +
     `(${results.host.cpus} CPUs, ${results.host.qemu}, Node ${results.host.node}; QEMU TCG guests).`, '');
   return out.join('\n');
@@ -253,7 +258,7 @@ function failuresHtml(rows: readonly SummaryRow[]): string {
   return `<ul class="failures">\n${items.join('\n')}\n</ul>`;
 }
 
-function notesHtml(rows: readonly SummaryRow[], nodeBeforeExec: boolean): string {
+function notesHtml(results: LabResults, rows: readonly SummaryRow[]): string {
   const notes = [
     `Every figure is the median over the successful repeats of its cell (${repeats(rows)} repeats per cell); failed runs are excluded from the figures and counted in “OK / runs”. The spread is the interquartile range (first to third quartile, linear interpolation).`,
     'Times come from the host’s clock: the lab timestamps each line as it arrives on the guest’s serial console. Exec → first line runs from the old kernel’s “kexec_core: Starting new kernel” to the new kernel’s first console line (its decompressor’s first words on x86_64, or its first printk through earlyprintk/earlycon); it covers relocation, purgatory and the new kernel’s earliest boot. Exec → userspace runs to the new kernel’s /init printing its marker. Load is the loader command in the guest, start to exit, Node start-up included for qkexec. Exec command (in “All figures”) runs from the exec command’s start to “Starting new kernel”: the command’s own start-up, sync and device shutdown, before any of the exec → … figures.',
@@ -261,7 +266,7 @@ function notesHtml(rows: readonly SummaryRow[], nodeBeforeExec: boolean): string
     'The payload is incompressible random data added to the second kernel’s initramfs, so every byte must be loaded, checksummed or relocated as the loader does.',
     'Guests run under QEMU with TCG (software emulation, no KVM), so absolute times are slower than on hardware and memory-bound work is relatively more expensive; compare loaders within one file, not absolute numbers across machines.',
     'In the phases chart the downtime is the exec command (the loader’s own start-up, sync and the old kernel’s shutdown, up to “Starting new kernel”) plus exec → userspace; “first line → userspace” is the difference of the two medians, so the downtime part of each bar ends at the median exec command + exec → userspace.',
-    nodeBeforeExec ? NODE_BEFORE_EXEC_NOTE : TCG_NODE_NOTE,
+    historyNote(results),
   ];
   return `<ul class="notes">\n${notes.map((n) => `<li>${htmlEscape(n)}</li>`).join('\n')}\n</ul>`;
 }
@@ -307,7 +312,7 @@ ${details}
 ${failuresHtml(rows)}
 
 <h2 id="method">Method</h2>
-${notesHtml(rows, results.nodeBeforeExec === true)}
+${notesHtml(results, rows)}
 </body>
 </html>
 `;
