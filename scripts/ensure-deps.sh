@@ -31,6 +31,23 @@ have flex || need="$need flex"
 [ -f /usr/include/libelf.h ] || need="$need libelf-dev"
 [ -f /usr/include/openssl/ssl.h ] || need="$need libssl-dev"
 ls /usr/src/linux-source-6.12.tar.* >/dev/null 2>&1 || need="$need linux-source-6.12"
+have openssl || need="$need openssl"
+# UEFI guests (OVMF, AAVMF), signed kernels, UKIs, kdump, disk images,
+# Debian packages, and the compressors distributions' payloads use
+[ -f /usr/share/ovmf/OVMF.fd ] || need="$need ovmf"
+[ -f /usr/share/qemu-efi-aarch64/QEMU_EFI.fd ] || need="$need qemu-efi-aarch64"
+have sbsign || need="$need sbsigntool"
+[ -f /usr/lib/systemd/boot/efi/linuxx64.efi.stub ] || need="$need systemd-boot-efi"
+have objcopy || need="$need binutils"
+have makedumpfile || need="$need makedumpfile"
+have mmdebstrap || need="$need mmdebstrap"
+have mkfs.ext4 || need="$need e2fsprogs"
+have dpkg-deb || need="$need dpkg"
+have lintian || need="$need lintian"
+have zstd || need="$need zstd"
+have lz4 || need="$need lz4"
+have lzop || need="$need lzop"
+have bzip2 || need="$need bzip2"
 
 if ! dpkg --print-foreign-architectures | grep -qx arm64; then
   dpkg --add-architecture arm64
@@ -61,5 +78,5 @@ npx tsx src/lab/assets.ts fetch all >&2
 # build instead of starting its own. Its last stdout line (the image path)
 # is not this script's output.
 for arch in x86_64 arm64; do
-  kernel/build "$arch" >&2
+  kernel/build --base 6.12 --flavour lab "$arch" >&2
 done

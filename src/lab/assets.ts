@@ -275,16 +275,26 @@ export async function ensureAssets(arch: Arch, opts: FetchOptions = {}): Promise
   };
 }
 
+/** Which kernel/build: the source it patches and the configuration. */
+export interface PatchedKernelOptions extends FetchOptions {
+  /** Kernel source: Debian's 6.12 (default) or unstable's 7.2. */
+  base?: '6.12' | '7.2';
+  /** lab (default): UEFI, signatures, IMA, kdump, systemd; base: only what the quick e2e needs. */
+  flavour?: 'lab' | 'base';
+}
+
 /**
  * A kernel built from the quick kexec series (kernel/build, which caches by
- * the series' hash); its last stdout line is the image path.
+ * the hash of its inputs); its last stdout line is the image path.
  */
-export async function ensurePatchedKernel(arch: Arch, opts: FetchOptions = {}): Promise<string> {
+export async function ensurePatchedKernel(arch: Arch, opts: PatchedKernelOptions = {}): Promise<string> {
   const rep = opts.reporter ?? defaultReporter();
   const script = new URL('../../kernel/build', import.meta.url).pathname;
   if (!existsSync(script)) throw new Error(`${script} does not exist yet: cannot build the patched ${arch} kernel`);
-  return rep.step(`${arch}: patched kernel (kernel/build)`, async (p) => {
-    const r = await run('nice', [script, arch], { onStderrLine: (l) => p.note(l.replace(/^kernel\/build: /, '')) });
+  const base = opts.base ?? '6.12';
+  const flavour = opts.flavour ?? 'lab';
+  return rep.step(`${arch}: patched ${base} kernel, ${flavour} flavour (kernel/build)`, async (p) => {
+    const r = await run('nice', [script, '--base', base, '--flavour', flavour, arch], { onStderrLine: (l) => p.note(l.replace(/^kernel\/build: /, '')) });
     const last = r.stdout.trim().split('\n').pop() ?? '';
     if (!existsSync(last)) throw new Error(`kernel/build ${arch} printed "${last}" as its last line, which is not a file`);
     return last;

@@ -1,5 +1,5 @@
 /**
- * The lines the quick kexec series (kernel/patches, kernel/README.md) logs,
+ * The lines the quick kexec series (kernel/series, kernel/README.md) logs,
  * parsed exactly: the quick e2e test asserts on what the kernel says, not on
  * what qkexec believes it asked for. Each format is the series' printk
  * format, behind its pr_fmt ("kexec: " in kexec_quick.c, "kexec_file: " in
