@@ -3,8 +3,11 @@
  * decompressor does it at boot (arch/x86/boot/compressed/misc.c):
  *
  *  - the payload (setup_header payload_offset/payload_length, from the
- *    start of the protected-mode kernel) is a compressed stream followed
- *    by its decompressed size as a little-endian u32 (size_append);
+ *    start of the protected-mode kernel) is a compressed stream whose
+ *    last four bytes are its decompressed size, little-endian
+ *    (arch/x86/boot/compressed/mkpiggy.c reads them): gzip's own ISIZE,
+ *    or a word appended after the other formats (size_append in
+ *    scripts/Makefile.lib);
  *  - decompressed, it is vmlinux as an ELF file ("vmlinux.bin": objcopy
  *    -R .comment -S), followed, with CONFIG_RANDOMIZE_BASE, by the
  *    relocation table (src/arch/x86_64/relocs.ts);
@@ -27,7 +30,7 @@ const PMD_SIZE = 2n * MiB;
 
 export interface UnpackedVmlinux {
   codec: Codec;
-  /** Bytes of the compressed payload (without the size word). */
+  /** Bytes of the compressed payload. */
   packed: number;
   /** Bytes decompressed: vmlinux and the relocation table (the decompressor's output_len). */
   decompressed: number;
@@ -67,7 +70,8 @@ export function unpackBzImage(k: BzImage, file: string, opts: { maxBytes: number
   if (payload.length < 8) throw fail(`payload_length ${h.payload_length} is too short for a compressed kernel`);
   const codec = detectCodec(payload, 0);
   if (codec === undefined) throw fail(`not a compressed kernel this loader reads (starts ${headHex(payload, 0)})`);
-  const stream = payload.subarray(0, payload.length - 4);
+  // gzip ends with ISIZE already; every other format gets the word appended.
+  const stream = codec === 'gzip' ? payload : payload.subarray(0, payload.length - 4);
   const size = new DataView(payload.buffer, payload.byteOffset + payload.length - 4, 4).getUint32(0, true);
   if (size > opts.maxBytes) throw new FormatError(file, `kernel payload decompresses to ${size} bytes, more than ${opts.maxBytes}${opts.limitReason ? ` (${opts.limitReason})` : ''}`, { code: 'unpack-too-big', offset: at, remedy: 'load it packed (--no-unpack), or reserve more memory' });
   const d = decode(codec, stream, { file, context: `kernel payload (${codec}): `, base: at, maxOutput: size, limitReason: 'the size the payload declares' });
