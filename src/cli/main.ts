@@ -25,6 +25,7 @@ import { composeCmdline } from '../load/cmdline.ts';
 import { archInputs, load, runningCmdline, x86Platform, type LoadReport } from '../load/load.ts';
 import { execLoaded, formatStatus, status, unload, type StatusReport } from '../load/ops.ts';
 import { syscallOrder, type SyscallChoice } from '../load/preconditions.ts';
+import { prepareCodecs } from '../unpack/codec/index.ts';
 import { formatUnpack, settleUnpack, unpackPayload, type UnpackOption } from '../load/unpack.ts';
 import { readSnapshot } from '../load/snapshot.ts';
 import { isNativeArgv, translateKexecArgv } from './compat.ts';
@@ -318,6 +319,7 @@ function program(setExit: (code: number) => void): Command {
       initrd = { file: o.initrd, size: BigInt(bytes.length), bytes };
     }
     const packed: Payload = { kernel, kernelFile: kernelPath(positional, o), initrd, cmdline };
+    if (unpackOf(o) !== 'off') await prepareCodecs();
     const inputs = archInputs(kernel, snap, sys);
     const opts = planOptsOf(o);
     const syscalls = syscallOrder(oneOf(o.syscall, ['classic', 'file', 'auto'] as const, '--syscall') as SyscallChoice, snap.lockdown);

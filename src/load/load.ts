@@ -20,6 +20,7 @@ import { ERRNO, kexecError } from '../sys/errno.ts';
 import { KERNEL, memfdWithBytes, type KexecCalls } from '../sys/syscalls.ts';
 import { PATHS } from '../sys/state.ts';
 import { CC_BLOB_ADDRESS, type X86Platform } from '../arch/x86_64/direct-entry.ts';
+import { prepareCodecs } from '../unpack/codec/index.ts';
 import { settleUnpack, unpackPayload, type UnpackOption, type UnpackSummary } from './unpack.ts';
 import { acquireLock, DEFAULT_LOCK_FILE } from '../sys/lock.ts';
 import type { SysReader } from '../sys/state.ts';
@@ -169,6 +170,7 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
   // Unpacking needs the initramfs's bytes whichever syscall loads it.
   const initrd = o.initrd === undefined ? undefined : readInitrd(o.initrd, syscalls.includes('kexec_load') || unpackOption !== 'off', halfRam);
   const packed: Payload = { kernel, kernelFile: o.kernel, initrd, cmdline };
+  if (unpackOption !== 'off') await prepareCodecs();
   const inputs = archInputs(kernel, snap, o.sys);
 
   let payload = packed;

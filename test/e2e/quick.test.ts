@@ -37,8 +37,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -53,7 +52,7 @@ import { IOMEM_QUICK_KEXEC, IOMEM_SYSTEM_RAM } from '../../src/memory/map.ts';
 import { MiB } from '../../src/memory/range.ts';
 import { formatRange } from '../../src/memory/ranges.ts';
 import { assertSecondUp, assetsFor, runOk } from './guest.ts';
-import { parseKexecLines, type KexecLine } from './kexec-log.ts';
+import { esc, guestFixture, HELPERS, kernelLines, pathLine, planRows, planSummary, show, succeeded, tagged } from './guest-shell.ts';
 
 const Q = `node ${QKEXEC_DIR}/qkexec.mjs`;
 const BIG = '/tmp/i2-big';
@@ -67,22 +66,6 @@ type Syscall = 'classic' | 'file';
  * one's, booted by a short guest: each arch boots a quick image of each.
  */
 const EXEC_SYSCALLS: Record<Arch, [Syscall, Syscall]> = { x86_64: ['classic', 'file'], arm64: ['file', 'classic'] };
-
-/** A description of the guest for `qkexec plan` on the host: its RAM (and arm64's device tree). */
-async function guestFixture(arch: Arch, work: string): Promise<string[]> {
-  const iomem = join(work, 'iomem');
-  const top = (GUEST_MB * Number(MiB)).toString(16);
-  if (arch === 'x86_64') {
-    // QEMU's pc machine: low memory below the VGA hole, the rest from 1 MiB.
-    await writeFile(iomem, `00001000-0009fbff : ${IOMEM_SYSTEM_RAM}\n00100000-${(BigInt(`0x${top}`) - 0x20001n).toString(16)} : ${IOMEM_SYSTEM_RAM}\n`);
-    return ['--iomem', iomem];
-  }
-  await writeFile(iomem, `40000000-${(0x40000000n + BigInt(`0x${top}`) - 1n).toString(16)} : ${IOMEM_SYSTEM_RAM}\n`);
-  const dtb = join(work, 'virt.dtb');
-  await run('qemu-system-aarch64', ['-M', `virt,dumpdtb=${dtb}`, '-cpu', 'cortex-a57', '-m', String(GUEST_MB), '-smp', '1', '-nographic'], { allowFail: true });
-  if (!existsSync(dtb)) throw new Error('qemu-system-aarch64 -M virt,dumpdtb=… wrote no device tree');
-  return ['--iomem', iomem, '--fdt', dtb];
-}
 
 /**
  * `qkexec plan --reserve` on the host, with the bundle the guest runs, for
@@ -99,29 +82,13 @@ async function reserveFor(arch: Arch, kernel: string, bundle: string): Promise<b
     const append = secondAppend({ arch } as Scenario, token);
     const r = await run(process.execPath, [
       join(bundle, 'qkexec.mjs'), 'plan', '--reserve', '--json', '--kernel', kernel, '--initrd', i2.path, '--append', append,
-      ...(await guestFixture(arch, work)),
+      ...(await guestFixture(arch, work, GUEST_MB)),
     ]);
     return BigInt((JSON.parse(r.stdout) as { size: string }).size);
   } finally {
     await rm(work, { recursive: true, force: true });
   }
 }
-
-/** Shell helpers: commands' output and the kernel lines they caused, as QKLAB lines. */
-const HELPERS = `
-qk_tag() { while IFS= read -r l; do echo "QKLAB:$1 $l"; done; }
-qk_dmesg() { dmesg -c | grep kexec | qk_tag "dmesg name=$1"; }
-# qk_run NAME CMD...: CMD's output, its exit status and kexec_loaded after it, then the kernel's kexec lines since the last call.
-qk_run() {
-  name=$1; shift
-  "$@" >/tmp/qk-out 2>&1; rc=$?
-  qk_tag "out name=$name" </tmp/qk-out
-  echo "QKLAB:rc name=$name rc=$rc loaded=$(cat /sys/kernel/kexec_loaded)"
-  qk_dmesg "$name"
-}
-qk_tag iomem </proc/iomem
-qk_dmesg boot
-`;
 
 function load(name: string, syscall: 'classic' | 'file', initrd: string): Step {
   const argv = [...Q.split(' '), 'load', '--kernel', K2, '--initrd', initrd, '--append', `qkquick.load=${name}`, '--syscall', syscall, '--verbose'];
@@ -161,67 +128,6 @@ function bootSteps(syscall: Syscall): Step[] {
     { kind: 'shell', script: 'qk_dmesg main' },
     { kind: 'exec', loader: `qkexec-${syscall}` },
   ];
-}
-
-/** The rest of each "QKLAB:<tag> <rest>" line. */
-function tagged(r: ScenarioResult, tag: string): string[] {
-  const re = new RegExp(`QKLAB:${tag} (.*)$`);
-  return r.log.flatMap((l) => {
-    const m = re.exec(l);
-    return m ? [m[1]!] : [];
-  });
-}
-
-/** The kernel's kexec lines logged while step `name` ran (qk_dmesg). */
-function kernelLines(r: ScenarioResult, name: string): KexecLine[] {
-  return parseKexecLines(tagged(r, `dmesg name=${name}`));
-}
-
-function show(lines: readonly KexecLine[]): string {
-  return lines.map((l) => l.text).join('\n') || '(nothing)';
-}
-
-interface Command {
-  name: string;
-  out: string;
-  kernel: KexecLine[];
-}
-
-/** A qk_run command that exited 0 and left /sys/kernel/kexec_loaded at `loaded`. */
-function succeeded(r: ScenarioResult, name: string, loaded: 0 | 1): Command {
-  const status = tagged(r, 'rc').map((l) => /^name=(\S+) rc=(\d+) loaded=(\d)$/.exec(l)).find((m) => m?.[1] === name);
-  assert.ok(status, `${name} ran (QKLAB:rc name=${name})`);
-  const out = tagged(r, `out name=${name}`).join('\n');
-  assert.equal(Number(status[2]), 0, `${name}: exit status 0; output:\n${out}`);
-  assert.equal(Number(status[3]), loaded, `${name}: /sys/kernel/kexec_loaded after it`);
-  return { name, out, kernel: kernelLines(r, name) };
-}
-
-type PathLine = Extract<KexecLine, { kind: 'quick' | 'standard' }>;
-
-/** The one load line among `lines`, which must say `kind`. */
-function pathLine(what: string, lines: readonly KexecLine[], kind: PathLine['kind']): PathLine {
-  const paths = lines.filter((l): l is PathLine => l.kind === 'quick' || l.kind === 'standard');
-  assert.equal(paths.length, 1, `${what}: exactly one "kexec: quick/standard path" line; the kernel said:\n${show(lines)}`);
-  const l = paths[0]!;
-  assert.equal(l.kind, kind, `${what}: the kernel took the ${l.kind} path, expected ${kind}:\n${show(lines)}`);
-  if (kind === 'quick') assert.equal(l.bytesToRelocate, 0, l.text);
-  return l;
-}
-
-/** Rows of the plan table qkexec --verbose prints: one per segment. */
-function planRows(out: string): string[] {
-  return out.split('\n').filter((l) => /^(kernel|initrd|purgatory|boot_params|dtb)\s+0x[0-9a-f]+\s+0x[0-9a-f]+\s/.test(l));
-}
-
-function planSummary(out: string): string {
-  const s = out.split('\n').find((l) => l.startsWith('strategy '));
-  assert.ok(s, `qkexec printed its plan's summary line:\n${out}`);
-  return s;
-}
-
-function esc(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 const reservations = new Map<Arch, Promise<bigint>>();

@@ -10,7 +10,7 @@ import { decodeLz4 } from './lz4.ts';
 import { decodeLzma } from './lzma.ts';
 import { decodeLzo } from './lzo.ts';
 import { decodeXz } from './xz.ts';
-import { decodeZstd } from './zstd.ts';
+import { decodeZstd, prepareZstd } from './zstd.ts';
 import type { Codec, Decoded, DecodeOptions } from './types.ts';
 
 export { detectCodec, headHex } from './detect.ts';
@@ -28,4 +28,9 @@ const DECODERS: Record<Codec, (bytes: Uint8Array, o: DecodeOptions) => Decoded> 
 
 export function decode(codec: Codec, bytes: Uint8Array, o: DecodeOptions): Decoded {
   return DECODERS[codec](bytes, o);
+}
+
+/** Compiles what must be compiled before decode() can run (zstd's WebAssembly). */
+export async function prepareCodecs(): Promise<void> {
+  await prepareZstd();
 }

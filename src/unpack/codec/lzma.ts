@@ -17,8 +17,7 @@ export function decodeLzma(bytes: Uint8Array, o: DecodeOptions): Decoded {
   const size = dv.getBigUint64(5, true);
   const known = size !== 0xffffffffffffffffn;
   if (known && size > BigInt(o.maxOutput)) throw tooBig('lzma', o);
-  // Unknown size: grow by doubling, never past the bound.
-  let out = new Uint8Array(known ? Number(size) : Math.min(o.maxOutput, Math.max(1 << 20, bytes.length * 4)));
+    let out = new Uint8Array(known ? Number(size) : 0);
   const dec = new LzmaDecoder(props);
   let op = 0;
   let ip = HEADER;
@@ -28,8 +27,9 @@ export function decodeLzma(bytes: Uint8Array, o: DecodeOptions): Decoded {
       if (r.sawEnd && r.outPos !== out.length) throw new LzmaError(`end marker after ${r.outPos} of the ${out.length} bytes the header declares`, r.inPos);
       return { out, consumed: r.inPos };
     }
-    // The decoder cannot resume mid-stream, so decode with all the room the bound allows.
-    out = new Uint8Array(o.maxOutput);
+    // The decoder cannot resume mid-stream, so decode with all the room
+    // the bound allows, and one byte more: reaching it means too big.
+    out = new Uint8Array(o.maxOutput + 1);
     const r = dec.decode(bytes, ip, bytes.length, out, op, out.length, true);
     if (!r.sawEnd) throw tooBig('lzma', o);
     op = r.outPos;

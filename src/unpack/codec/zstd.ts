@@ -1,11 +1,16 @@
 /**
- * Zstandard (RFC 8878) through fzstd, a pure-JavaScript decoder. fzstd
- * decodes; the frames are walked here first, header by header and block
- * by block, for two things it does not give: where the last frame ends
- * (an initramfs goes on after it) and a refusal, before any allocation,
- * of a frame that declares more content than the bound allows.
+ * Zstandard (RFC 8878) through zstddec, the reference decoder (libzstd)
+ * compiled to WebAssembly. The frames are walked here first, header by
+ * header and block by block, for what the decoder does not give: where
+ * the last frame ends (an initramfs goes on after it), a refusal before
+ * any decoding of a frame that declares more content than the bound
+ * allows, and a bound on the output as it is produced.
+ *
+ * The WebAssembly module is compiled once, asynchronously:
+ * prepareZstd() (through prepareCodecs()) must have resolved before
+ * decodeZstd() runs.
  */
-import { Decompress, decompress } from 'fzstd';
+import { ZSTDDecoder } from 'zstddec/stream';
 import { LeReader } from '../../image/reader.ts';
 import { BoundedOutput, corrupt, tooBig, type Decoded, type DecodeOptions } from './types.ts';
 
@@ -85,40 +90,42 @@ function walkFrame(r: LeReader, start: number, o: DecodeOptions): ZstdFrame {
   return { offset: start, end: p, contentSize, skippable: false };
 }
 
+let decoder: ZSTDDecoder | undefined;
+
+/** Compiles the WebAssembly decoder (once). */
+export async function prepareZstd(): Promise<void> {
+  if (decoder) return;
+  const d = new ZSTDDecoder();
+  await d.init();
+  decoder = d;
+}
+
+/** More output calls in a row without output than a sound stream makes: libzstd stopped on an error. */
+const STALLED = 64;
+
 export function decodeZstd(bytes: Uint8Array, o: DecodeOptions): Decoded {
+  if (!decoder) throw new Error('internal: the zstd decoder is not ready (await prepareCodecs() first)');
   const frames = zstdFrames(bytes, o);
   const end = frames[frames.length - 1]!.end;
-  const data = frames.filter((f) => !f.skippable);
-  const declared = data.reduce((n, f) => (f.contentSize === undefined || n === undefined ? undefined : n + f.contentSize), 0n as bigint | undefined);
-  if (declared !== undefined) {
-    // Every frame says its size (zstd FILE does; a pipe does not): decode
-    // in one go into buffers of exactly that size, which the walk above
-    // has already held against the bound.
-    if (declared > BigInt(o.maxOutput)) throw tooBig('zstd', o);
-    try {
-      const out = decompress(bytes.subarray(0, end));
-      if (BigInt(out.length) !== declared) throw new Error(`${out.length} bytes, the frame headers say ${declared}`);
-      return { out, consumed: end };
-    } catch (e) {
-      throw corrupt('zstd', o, `corrupt data (${(e as Error).message})`, 0);
-    }
-  }
+  const declared = frames.reduce((n, f) => (f.skippable || f.contentSize === undefined || n === undefined ? n : n + f.contentSize), 0n as bigint | undefined);
+  if (declared !== undefined && declared > BigInt(o.maxOutput)) throw tooBig('zstd', o);
   const out = new BoundedOutput('zstd', o);
-  let failed: unknown;
-  const d = new Decompress((chunk) => {
-    try {
-      out.push(chunk.slice());
-    } catch (e) {
-      failed = e;
-      throw e;
-    }
-  });
-  try {
-    // In slices, so the bound is checked as the output grows.
+  function* chunks(): Generator<Uint8Array> {
     const STEP = 1 << 20;
-    for (let at = 0; at < end; at += STEP) d.push(bytes.subarray(at, Math.min(end, at + STEP)), at + STEP >= end);
+    for (let at = 0; at < end; at += STEP) yield bytes.subarray(at, Math.min(end, at + STEP));
+  }
+  let empty = 0;
+  try {
+    for (const chunk of decoder.decodeStreaming(chunks())) {
+      if (chunk.length === 0) {
+        if (++empty > STALLED) throw new Error('the decoder makes no progress');
+        continue;
+      }
+      empty = 0;
+      out.push(chunk);
+    }
   } catch (e) {
-    if (failed !== undefined) throw failed;
+    if ((e as { code?: string }).code === 'unpack-too-big') throw e;
     throw corrupt('zstd', o, `corrupt data (${(e as Error).message})`, 0);
   }
   return { out: out.join(), consumed: end };
