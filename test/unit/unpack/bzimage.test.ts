@@ -16,55 +16,12 @@ import type { BzImage } from '../../../src/image/types.ts';
 import { applyRelocs } from '../../../src/arch/x86_64/relocs.ts';
 import { prepareCodecs } from '../../../src/unpack/codec/index.ts';
 import { unpackBzImage } from '../../../src/unpack/bzimage.ts';
-import { bzImage, elf64 } from '../image/fixtures.ts';
-import { COMPRESSORS, compress, concat } from './samples.ts';
+import { COMPRESSORS, concat, KMAP, PREF, RELOCS, table, VA, vmlinux, withPayload } from './samples.ts';
 
 const FILE = '/boot/vmlinuz';
-const PREF = 0x1000000n;
-const KMAP = 0xffffffff80000000n;
 const cache = process.env.QKEXEC_CACHE ?? join(homedir(), '.cache', 'qkexec');
 
 before(prepareCodecs);
-
-/** vmlinux: two PT_LOADs (text at 0x1000000, data at 0x1200000 with bss), entry at _text. */
-function vmlinux(): Uint8Array {
-  const segs = [
-    { offset: 0x1000, vaddr: KMAP + 0x1000000n, paddr: 0x1000000n, filesz: 0x1000n, memsz: 0x1000n, align: 0x200000n },
-    { offset: 0x2000, vaddr: KMAP + 0x1200000n, paddr: 0x1200000n, filesz: 0x800n, memsz: 0x5000n, align: 0x200000n },
-  ];
-  const e = elf64({ length: 0x2800, segs, entry: 0x1000000n });
-  const dv = new DataView(e.buffer);
-  dv.setBigUint64(0x1100, KMAP + 0x1000400n, true); // a 64-bit pointer into the kernel
-  dv.setUint32(0x1200, 0x81000800, true); // a 32-bit one (sign-extended: 0xffffffff81000800)
-  dv.setInt32(0x2100, -0x1000, true); // an inverse 32-bit field
-  return e;
-}
-
-/** The table as arch/x86/tools/relocs writes it: 0, 64-bit, 0, inverse 32-bit, 0, 32-bit. */
-function table(r64: number[], inv: number[], r32: number[]): Uint8Array {
-  const words = [0, ...r64, 0, ...inv, 0, ...r32];
-  const b = new Uint8Array(words.length * 4);
-  words.forEach((w, i) => new DataView(b.buffer).setUint32(i * 4, w >>> 0, true));
-  return b;
-}
-
-const VA = (paddr: bigint): number => Number((KMAP + paddr) & 0xffffffffn);
-const RELOCS = table([VA(0x1000100n)], [VA(0x1200100n)], [VA(0x1000200n)]);
-
-/** A bzImage whose payload is `data` compressed with `cmd`, the size word appended as the kernel build does. */
-function withPayload(data: Uint8Array, cmd: string[]): BzImage {
-  let payload = compress(cmd, data);
-  if (cmd[0] !== 'gzip') {
-    const size = new Uint8Array(4);
-    new DataView(size.buffer).setUint32(0, data.length, true);
-    payload = concat(payload, size);
-  }
-  const f = bzImage({ kernelLength: 0x400 + payload.length, payload_offset: 0x400, payload_length: payload.length, init_size: 0x400000 });
-  f.set(payload, (3 + 1) * 512 + 0x400);
-  const k = probe(f, FILE);
-  assert.equal(k.kind, 'bzimage');
-  return k as BzImage;
-}
 
 test('every codec the kernel can be built with: vmlinux laid out from LOAD_PHYSICAL_ADDR, the table read back', () => {
   const elf = vmlinux();

@@ -7,7 +7,14 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import assert from 'node:assert/strict';
 import type { Codec } from '../../../src/unpack/codec/index.ts';
+import { probe } from '../../../src/image/probe.ts';
+import type { BzImage } from '../../../src/image/types.ts';
+import { bzImage, elf64 } from '../image/fixtures.ts';
+
+export const PREF = 0x1000000n;
+export const KMAP = 0xffffffff80000000n;
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
 
@@ -108,4 +115,44 @@ export function cpioNames(b: Uint8Array): string[] {
     p += (filesize + 3) & ~3;
   }
   return names;
+}
+
+/** vmlinux: two PT_LOADs (text at 0x1000000, data at 0x1200000 with bss), entry at _text. */
+export function vmlinux(): Uint8Array {
+  const segs = [
+    { offset: 0x1000, vaddr: KMAP + 0x1000000n, paddr: 0x1000000n, filesz: 0x1000n, memsz: 0x1000n, align: 0x200000n },
+    { offset: 0x2000, vaddr: KMAP + 0x1200000n, paddr: 0x1200000n, filesz: 0x800n, memsz: 0x5000n, align: 0x200000n },
+  ];
+  const e = elf64({ length: 0x2800, segs, entry: 0x1000000n });
+  const dv = new DataView(e.buffer);
+  dv.setBigUint64(0x1100, KMAP + 0x1000400n, true); // a 64-bit pointer into the kernel
+  dv.setUint32(0x1200, 0x81000800, true); // a 32-bit one (sign-extended: 0xffffffff81000800)
+  dv.setInt32(0x2100, -0x1000, true); // an inverse 32-bit field
+  return e;
+}
+
+/** The table as arch/x86/tools/relocs writes it: 0, 64-bit, 0, inverse 32-bit, 0, 32-bit. */
+export function table(r64: number[], inv: number[], r32: number[]): Uint8Array {
+  const words = [0, ...r64, 0, ...inv, 0, ...r32];
+  const b = new Uint8Array(words.length * 4);
+  words.forEach((w, i) => new DataView(b.buffer).setUint32(i * 4, w >>> 0, true));
+  return b;
+}
+
+export const VA = (paddr: bigint): number => Number((KMAP + paddr) & 0xffffffffn);
+export const RELOCS = table([VA(0x1000100n)], [VA(0x1200100n)], [VA(0x1000200n)]);
+
+/** A bzImage whose payload is `data` compressed with `cmd`, the size word appended as the kernel build does. */
+export function withPayload(data: Uint8Array, cmd: string[]): BzImage {
+  let payload = compress(cmd, data);
+  if (cmd[0] !== 'gzip') {
+    const size = new Uint8Array(4);
+    new DataView(size.buffer).setUint32(0, data.length, true);
+    payload = concat(payload, size);
+  }
+  const f = bzImage({ kernelLength: 0x400 + payload.length, payload_offset: 0x400, payload_length: payload.length, init_size: 0x400000 });
+  f.set(payload, (3 + 1) * 512 + 0x400);
+  const k = probe(f, '/boot/vmlinuz');
+  assert.equal(k.kind, 'bzimage');
+  return k as BzImage;
 }
