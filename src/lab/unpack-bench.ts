@@ -1,0 +1,248 @@
+/**
+ * Issue 13's measurement: exec → the new kernel's userspace for one
+ * distribution-like payload (the stock Debian kernel and the lab's
+ * Debian-shaped initramfs, distro-initramfs.ts), loaded four ways on the
+ * patched kernel and exec'd the same way every time (kexec-tools'
+ * `kexec -e`), so that only what the next kernel does differs:
+ *
+ *   quick          qkexec --no-unpack on a quickkexec= region: in place, packed
+ *   quick-unpack   qkexec --unpack on the same region: in place, unpacked
+ *   kexec-tools-i  kexec -l -i, no region: relocated at exec, packed
+ *   kexec-tools-s  kexec -s -l, no region: kexec_file_load, relocated and hashed
+ *
+ * Every guest holds the same files and runs node before the exec (see
+ * bench.ts, NODE_BEFORE_EXEC). Runs go config by config within a repeat,
+ * so drift of the shared host spreads over all of them. Also measured,
+ * natively on the host: what decompressing the same bytes costs per MiB
+ * with zstd and gzip (the estimate of the saving on real hardware).
+ *
+ *   tsx src/lab/unpack-bench.ts [--arch x86_64|arm64] [--repeats N] --out DIR
+ *
+ * Writes DIR/results.json after every run and DIR/results.md at the end.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { ensureAssets, ensurePatchedKernel, type Arch } from './assets.ts';
+import { ensureBundle } from './bundle.ts';
+import { ensureDistroInitramfs, type DistroInitramfs } from './distro-initramfs.ts';
+import { run } from './host.ts';
+import { NODE_BEFORE_EXEC } from './bench.ts';
+import { buildSecondInitrd, runScenario, secondAppend, type Loader, type Scenario } from './scenario.ts';
+import { median } from './stats.ts';
+import { lineReporter } from './progress.ts';
+
+export const CONFIGS = ['quick', 'quick-unpack', 'kexec-tools-i', 'kexec-tools-s'] as const;
+export type Config = (typeof CONFIGS)[number];
+
+const GUEST_MB = 1536;
+
+interface ConfigSpec {
+  loader: Loader;
+  region: boolean;
+  args: string[];
+}
+
+const SPECS: Record<Config, ConfigSpec> = {
+  quick: { loader: 'qkexec-classic', region: true, args: ['--no-unpack'] },
+  'quick-unpack': { loader: 'qkexec-classic', region: true, args: ['--unpack'] },
+  'kexec-tools-i': { loader: 'kexec-tools-i', region: false, args: [] },
+  'kexec-tools-s': { loader: 'kexec-tools-s', region: false, args: [] },
+};
+
+export interface UnpackRun {
+  config: Config;
+  repeat: number;
+  ok: boolean;
+  error?: string;
+  loadMs?: number;
+  execToFirstLineMs?: number;
+  execToUserspaceMs?: number;
+  strategy?: string;
+  bytesToRelocate?: number;
+}
+
+export interface NativeCost {
+  what: string;
+  command: string;
+  /** Bytes decompressed. */
+  bytes: number;
+  medianMs: number;
+  msPerMiB: number;
+}
+
+export interface UnpackResults {
+  arch: Arch;
+  command: string;
+  firstKernel: string;
+  secondKernel: string;
+  initramfs: DistroInitramfs;
+  quickkexec: string;
+  runs: UnpackRun[];
+  native: NativeCost[];
+}
+
+/** `qkexec plan --reserve --unpack` for the payload, on the host, as the guest will see it. */
+async function reserve(arch: Arch, kernel: string, base: Scenario, bundle: string, busybox: string): Promise<string> {
+  const work = await mkdtemp(join(tmpdir(), 'qk-ubench-'));
+  try {
+    const token = randomBytes(8).toString('hex');
+    const i2 = await buildSecondInitrd(base, busybox, token, `qklab-marker-${randomBytes(8).toString('hex')}`, join(work, 'i2'));
+    const iomem = join(work, 'iomem');
+    const top = BigInt(GUEST_MB) << 20n;
+    const extra: string[] = ['--iomem', iomem];
+    if (arch === 'x86_64') await writeFile(iomem, `00001000-0009fbff : System RAM\n00100000-${(top - 0x20001n).toString(16)} : System RAM\n`);
+    else {
+      await writeFile(iomem, `40000000-${(0x40000000n + top - 1n).toString(16)} : System RAM\n`);
+      const dtb = join(work, 'virt.dtb');
+      await run('qemu-system-aarch64', ['-M', `virt,dumpdtb=${dtb}`, '-cpu', 'cortex-a57', '-m', String(GUEST_MB), '-smp', '1', '-nographic'], { allowFail: true });
+      extra.push('--fdt', dtb);
+    }
+    const r = await run(process.execPath, [join(bundle, 'qkexec.mjs'), 'plan', '--reserve', '--unpack', '--json', '--syscall', 'classic', '--kernel', kernel, '--initrd', i2.path, '--append', secondAppend(base, token), ...extra]);
+    return (JSON.parse(r.stdout) as { param: string }).param;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** Median wall time of `cmd` (a shell line reading $IN) over `n` runs, natively. */
+async function timeNative(cmd: string, input: string, n = 5): Promise<number> {
+  const ms: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await run('sh', ['-c', cmd, 'sh', input]);
+    ms.push(performance.now() - t);
+  }
+  return median(ms);
+}
+
+async function nativeCosts(d: DistroInitramfs): Promise<NativeCost[]> {
+  const work = await mkdtemp(join(tmpdir(), 'qk-native-'));
+  try {
+    const zst = join(work, 'main.cpio.zst');
+    const gz = join(work, 'main.cpio.gz');
+    await run('sh', ['-c', 'tail -c +$(( $2 + 1 )) "$1" >"$3"', 'sh', d.path, String(d.early), zst]);
+    await run('sh', ['-c', 'zstd -q -d -c "$1" | gzip -9 -n >"$2"', 'sh', zst, gz]);
+    const out: NativeCost[] = [];
+    for (const [what, cmd, file] of [
+      ['zstd -9 (initramfs-tools), zstd -d', 'zstd -q -d -c "$1" >/dev/null', zst],
+      ['gzip -9, gzip -d', 'gzip -d -c "$1" >/dev/null', gz],
+    ] as const) {
+      const ms = await timeNative(cmd, file);
+      out.push({ what, command: cmd, bytes: d.mainUnpacked, medianMs: ms, msPerMiB: ms / (d.mainUnpacked / 2 ** 20) });
+    }
+    return out;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+function fmt(ms: number | undefined): string {
+  return ms === undefined ? '–' : ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`;
+}
+
+export function resultsMarkdown(r: UnpackResults): string {
+  const cell = (c: Config, m: 'loadMs' | 'execToFirstLineMs' | 'execToUserspaceMs') => {
+    const v = r.runs.filter((x) => x.config === c && x.ok && x[m] !== undefined).map((x) => x[m]!);
+    return v.length === 0 ? undefined : { median: median(v), n: v.length, min: Math.min(...v), max: Math.max(...v) };
+  };
+  const quick = cell('quick', 'execToUserspaceMs')?.median;
+  const lines = [
+    `# Unpack at load: ${r.arch}`,
+    '',
+    `Payload: ${r.secondKernel} and the lab's Debian-shaped initramfs (${r.initramfs.bytes} bytes: ${r.initramfs.early}-byte early cpio, zstd -9 main archive of ${r.initramfs.mainCompressed} bytes, ${r.initramfs.mainUnpacked} unpacked). First kernel: ${r.firstKernel}, booted with ${r.quickkexec} for the quick configurations (sized by \`qkexec plan --reserve --unpack\`) and without it for kexec-tools. Exec: \`kexec -e\` for every configuration. QEMU TCG on a shared 2-core host: medians of the runs that passed (min–max in brackets).`,
+    '',
+    '| configuration | runs | load | exec → first line | exec → userspace | ratio to quick | kernel\'s path |',
+    '|:---|---:|---:|---:|---:|---:|:---|',
+  ];
+  for (const c of CONFIGS) {
+    const runs = r.runs.filter((x) => x.config === c);
+    const ok = runs.filter((x) => x.ok);
+    const u = cell(c, 'execToUserspaceMs');
+    const paths = [...new Set(ok.map((x) => `${x.strategy ?? '?'} (${x.bytesToRelocate ?? '?'} B to relocate)`))].join(', ');
+    const range = (s?: { median: number; min: number; max: number }) => (s ? `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})` : '–');
+    lines.push(`| ${c} | ${ok.length}/${runs.length} | ${fmt(cell(c, 'loadMs')?.median)} | ${range(cell(c, 'execToFirstLineMs'))} | ${range(u)} | ${u && quick ? `${(u.median / quick).toFixed(2)}×` : '–'} | ${paths || '–'} |`);
+  }
+  lines.push('', 'Native decompression on this host (the same main archive, medians of 5):', '', '| what | per MiB | total |', '|:---|---:|---:|');
+  for (const n of r.native) lines.push(`| ${n.what} | ${n.msPerMiB.toFixed(2)} ms | ${fmt(n.medianMs)} for ${(n.bytes / 2 ** 20).toFixed(1)} MiB |`);
+  const failed = r.runs.filter((x) => !x.ok);
+  if (failed.length) lines.push('', 'Failed runs:', '', ...failed.map((f) => `- ${f.config} #${f.repeat}: ${f.error}`));
+  return lines.join('\n') + '\n';
+}
+
+export async function benchUnpack(o: { arch: Arch; repeats: number; out: string; command: string }): Promise<UnpackResults> {
+  const reporter = lineReporter();
+  const assets = await ensureAssets(o.arch, { reporter });
+  const first = await ensurePatchedKernel(o.arch, { reporter });
+  const bundle = await ensureBundle(o.arch);
+  const distro = await ensureDistroInitramfs(assets);
+  const base: Scenario = { name: 'unpack-bench', arch: o.arch, loader: 'qkexec-classic', secondInitrdBase: distro.path, memMB: GUEST_MB };
+  const quickkexec = await reserve(o.arch, assets.kernel, base, bundle, assets.busybox);
+  await mkdir(o.out, { recursive: true });
+  const file = join(o.out, 'results.json');
+  const results: UnpackResults = existsSync(file)
+    ? (JSON.parse(await readFile(file, 'utf8')) as UnpackResults)
+    : { arch: o.arch, command: o.command, firstKernel: first, secondKernel: assets.kernelPackage, initramfs: distro, quickkexec, runs: [], native: [] };
+  if (results.native.length === 0) results.native = await nativeCosts(distro);
+  for (let repeat = 0; repeat < o.repeats; repeat++) {
+    for (const config of CONFIGS) {
+      if (results.runs.some((x) => x.config === config && x.repeat === repeat)) continue;
+      const spec = SPECS[config];
+      const r = await runScenario(
+        {
+          ...base,
+          name: `unpack-${o.arch}-${config}-${repeat}`,
+          loader: spec.loader,
+          loaderArgs: spec.args,
+          firstKernel: first,
+          firstAppend: spec.region ? quickkexec : undefined,
+          bundleDir: bundle,
+          withQkexec: true,
+          timeoutMs: 1_200_000,
+          expectStrategy: spec.region ? 'quick' : 'standard',
+          steps: [{ kind: 'load' }, { kind: 'shell', script: NODE_BEFORE_EXEC }, { kind: 'exec', loader: 'kexec-tools' }],
+        },
+        { assets, reporter, keepLogs: true },
+      );
+      const p = r.phases;
+      const u: UnpackRun = { config, repeat, ok: r.ok };
+      if (!r.ok) u.error = r.failures.join('; ');
+      if (p.loadMs !== undefined) u.loadMs = p.loadMs;
+      if (r.execAnchor === 'kernel') {
+        if (p.execToFirstLineMs !== undefined) u.execToFirstLineMs = p.execToFirstLineMs;
+        if (p.execToUserspaceMs !== undefined) u.execToUserspaceMs = p.execToUserspaceMs;
+      }
+      if (r.kexecPath) {
+        u.strategy = r.kexecPath.strategy;
+        u.bytesToRelocate = r.kexecPath.bytesToRelocate;
+      }
+      results.runs.push(u);
+      reporter.info(`${config} #${repeat}: ${r.ok ? 'ok' : 'FAILED'} load ${fmt(u.loadMs)}, exec→userspace ${fmt(u.execToUserspaceMs)} (${r.logFile ?? ''})`);
+      await writeFile(file, JSON.stringify(results, null, 2) + '\n');
+    }
+  }
+  await writeFile(join(o.out, 'results.md'), resultsMarkdown(results));
+  return results;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const arg = (name: string) => {
+    const i = argv.indexOf(name);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const out = arg('--out');
+  if (!out) throw new Error('usage: tsx src/lab/unpack-bench.ts [--arch x86_64|arm64] [--repeats N] --out DIR');
+  const arch = (arg('--arch') ?? 'x86_64') as Arch;
+  if (arch !== 'x86_64' && arch !== 'arm64') throw new Error(`unknown arch ${arch}`);
+  const r = await benchUnpack({ arch, repeats: Number(arg('--repeats') ?? 3), out, command: `tsx src/lab/unpack-bench.ts ${argv.join(' ')}` });
+  process.stdout.write(resultsMarkdown(r));
+}
+
+if (process.argv[1]?.endsWith('unpack-bench.ts')) {
+  main(process.argv.slice(2)).catch((e: unknown) => {
+    process.stderr.write(`unpack-bench: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(1);
+  });
+}
