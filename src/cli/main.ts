@@ -18,7 +18,7 @@ import { hex } from '../memory/range.ts';
 import { formatSize } from '../memory/ranges.ts';
 import { formatPlan, planToJson } from '../plan/format.ts';
 import { planSvg } from '../plan/svg.ts';
-import { quickkexecParam, reserveSize } from '../plan/reserve.ts';
+import { quickkexecParam, reloadReserveSize, reserveSize } from '../plan/reserve.ts';
 import { SysReader } from '../sys/state.ts';
 import { buildClassic, planOnly, requestsFor, type Payload, type StrategyOption } from '../load/build.ts';
 import { composeCmdline } from '../load/cmdline.ts';
@@ -327,12 +327,18 @@ function program(setExit: (code: number) => void): Command {
     if (o.reserve) {
       // A reservation makes the path quick, where auto unpacks: size it for the unpacked payload unless --no-unpack.
       const r = unpackPayload(packed, { ...context, option: unpackOf(o) === 'off' ? 'off' : 'on', strategy: 'quick' });
-      const size = reserveSize(requestsFor(r.unpacked ?? packed, inputs));
+      const requests = requestsFor(r.unpacked ?? packed, inputs);
+      const size = reserveSize(requests);
+      const reload = reloadReserveSize(requests);
       const packedSize = r.unpacked ? reserveSize(requestsFor(packed, inputs)) : size;
       const what = `${o.kernel ?? positional}${o.initrd ? ` and ${o.initrd}` : ''}`;
-      if (o.json) out(toJson({ size, param: quickkexecParam(size), unpacked: r.unpacked !== undefined, packedSize, packedParam: quickkexecParam(packedSize) }));
-      else if (r.unpacked) out(`${quickkexecParam(size)}   (${formatSize(size)}: the smallest 2 MiB-aligned region that holds ${what} unpacked, in place; ${quickkexecParam(packedSize)} holds them packed, --no-unpack)`);
-      else out(`${quickkexecParam(size)}   (${formatSize(size)}: the smallest 2 MiB-aligned region that holds ${what} in place)`);
+      if (o.json) {
+        out(toJson({ size, param: quickkexecParam(size), reloadSize: reload, reloadParam: quickkexecParam(reload), unpacked: r.unpacked !== undefined, packedSize, packedParam: quickkexecParam(packedSize) }));
+      } else {
+        if (r.unpacked) out(`${quickkexecParam(size)}   (${formatSize(size)}: the smallest 2 MiB-aligned region that holds ${what} unpacked, in place; ${quickkexecParam(packedSize)} holds them packed, --no-unpack)`);
+        else out(`${quickkexecParam(size)}   (${formatSize(size)}: the smallest 2 MiB-aligned region that holds ${what} in place)`);
+        out(`${quickkexecParam(reload)}   (${formatSize(reload)}: room for a reload in place while this payload is loaded; with the smaller region a reload goes the standard way)`);
+      }
       return;
     }
     const r = unpackPayload(packed, { ...context, option: unpackOf(o) });

@@ -29,14 +29,13 @@ import { ensurePatchedKernel, type Arch } from '../../src/lab/assets.ts';
 import { ensureBundle } from '../../src/lab/bundle.ts';
 import { ensureDistroInitramfs } from '../../src/lab/distro-initramfs.ts';
 import { run } from '../../src/lab/host.ts';
-import { I2, K2, QKEXEC_DIR } from '../../src/lab/initramfs.ts';
+import { I2, K2 } from '../../src/lab/initramfs.ts';
 import { lineReporter } from '../../src/lab/progress.ts';
 import { buildSecondInitrd, secondAppend, type Scenario, type Step } from '../../src/lab/scenario.ts';
 import { MiB } from '../../src/memory/range.ts';
 import { assertSecondUp, assetsFor, runOk } from './guest.ts';
-import { guestFixture, HELPERS, kernelLines, pathLine, ran, show, tagged } from './guest-shell.ts';
+import { guestFixture, HELPERS, kernelLines, pathLine, Q, ran, show, tagged } from './quick-guest.ts';
 
-const Q = `node ${QKEXEC_DIR}/qkexec.mjs`;
 const GUEST_MB = 1536;
 const BOMB = '/tmp/bomb.img';
 /** More than half the guest's RAM, the bound --unpack works within. */

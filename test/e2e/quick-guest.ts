@@ -1,21 +1,31 @@
 /**
- * What the quick-path e2e suites share: a description of the guest for
- * `qkexec plan` on the host, the shell helpers that tag each command's
- * output and the kernel lines it caused, and the readers of those tags.
+ * What the quick kexec e2e files share: the patched kernel and the size
+ * `qkexec plan --reserve` gives for the guest's payload, shell helpers that
+ * tag every command's output and the kernel lines it caused (QKLAB lines),
+ * and readers of those lines.
  */
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Arch } from '../../src/lab/assets.ts';
+import { ensurePatchedKernel, type Arch } from '../../src/lab/assets.ts';
+import { ensureBundle } from '../../src/lab/bundle.ts';
 import { run } from '../../src/lab/host.ts';
-import type { ScenarioResult } from '../../src/lab/scenario.ts';
+import { buildSecondStage, QKEXEC_DIR } from '../../src/lab/initramfs.ts';
+import { lineReporter } from '../../src/lab/progress.ts';
+import { secondAppend, type Scenario, type ScenarioResult } from '../../src/lab/scenario.ts';
 import { IOMEM_SYSTEM_RAM } from '../../src/memory/map.ts';
 import { MiB } from '../../src/memory/range.ts';
+import { assetsFor } from './guest.ts';
 import { parseKexecLines, type KexecLine } from './kexec-log.ts';
 
+export const Q = `node ${QKEXEC_DIR}/qkexec.mjs`;
+export const GUEST_MB = 1024;
+
 /** A description of the guest for `qkexec plan` on the host: its RAM (and arm64's device tree). */
-export async function guestFixture(arch: Arch, work: string, guestMB: number): Promise<string[]> {
+export async function guestFixture(arch: Arch, work: string, guestMB = GUEST_MB): Promise<string[]> {
   const iomem = join(work, 'iomem');
   const top = (guestMB * Number(MiB)).toString(16);
   if (arch === 'x86_64') {
@@ -30,6 +40,29 @@ export async function guestFixture(arch: Arch, work: string, guestMB: number): P
   return ['--iomem', iomem, '--fdt', dtb];
 }
 
+/**
+ * `qkexec plan --reserve` on the host, with the bundle the guest runs, for
+ * the payload the guest will load: the patched kernel and a second stage
+ * built like the scenario's (same token and marker lengths, so the same
+ * size), with a command line as long as the scenario's.
+ */
+export async function reserveFor(arch: Arch, kernel: string, bundle: string, paddingMB?: number): Promise<bigint> {
+  const work = await mkdtemp(join(tmpdir(), 'qk-reserve-'));
+  try {
+    const assets = await assetsFor(arch);
+    const token = randomBytes(8).toString('hex');
+    const i2 = await buildSecondStage({ busybox: assets.busybox, token, marker: `qklab-marker-${token}`, paddingMB, out: join(work, 'i2') });
+    const append = secondAppend({ arch } as Scenario, token);
+    const r = await run(process.execPath, [
+      join(bundle, 'qkexec.mjs'), 'plan', '--reserve', '--json', '--kernel', kernel, '--initrd', i2.path, '--append', append,
+      ...(await guestFixture(arch, work)),
+    ]);
+    return BigInt((JSON.parse(r.stdout) as { size: string }).size);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
 /** Shell helpers: commands' output and the kernel lines they caused, as QKLAB lines. */
 export const HELPERS = `
 qk_tag() { while IFS= read -r l; do echo "QKLAB:$1 $l"; done; }
@@ -41,6 +74,16 @@ qk_run() {
   qk_tag "out name=$name" </tmp/qk-out
   echo "QKLAB:rc name=$name rc=$rc loaded=$(cat /sys/kernel/kexec_loaded)"
   qk_dmesg "$name"
+}
+# The lab kernel's debugfs test interface (kernel/lab): what the loaded image looks like to the kernel.
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+QKD=/sys/kernel/debug/quickkexec
+qk_state() { qk_tag "state name=$1" <$QKD/state; }
+# qk_poke NAME OFFSET: a non-destructive write through the direct map at region start + OFFSET.
+qk_poke() {
+  echo "$2" >$QKD/poke 2>/dev/null; rc=$?
+  echo "QKLAB:poke name=$1 rc=$rc"
+  qk_dmesg "$1"
 }
 qk_tag iomem </proc/iomem
 qk_dmesg boot
@@ -103,13 +146,40 @@ export function planSummary(out: string): string {
   return s;
 }
 
-export function esc(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+/** What a qk_poke reported: its write()'s status and the kernel's verdict. */
+export function poke(r: ScenarioResult, name: string): { rc: number; written: boolean | undefined } {
+  const rc = tagged(r, 'poke').map((l) => /^name=(\S+) rc=(\d+)$/.exec(l)).find((m) => m?.[1] === name);
+  assert.ok(rc, `${name} ran`);
+  const line = kernelLines(r, name).find((l) => l.kind === 'poke');
+  return { rc: Math.min(Number(rc[2]), 1), written: line?.kind === 'poke' ? line.written : undefined };
 }
 
-/** A qk_run command's exit status, /sys/kernel/kexec_loaded after it, and its output. */
+/** A qk_run command's exit status, /sys/kernel/kexec_loaded after it, its output and kernel lines, whatever the status. */
 export function ran(r: ScenarioResult, name: string): { rc: number; loaded: number; out: string; kernel: KexecLine[] } {
   const status = tagged(r, 'rc').map((l) => /^name=(\S+) rc=(\d+) loaded=(\d)$/.exec(l)).find((m) => m?.[1] === name);
   assert.ok(status, `${name} ran (QKLAB:rc name=${name})`);
   return { rc: Number(status[2]), loaded: Number(status[3]), out: tagged(r, `out name=${name}`).join('\n'), kernel: kernelLines(r, name) };
 }
+
+export function esc(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+export const reservations = new Map<string, Promise<bigint>>();
+
+/** The patched kernel, the bundle and quickkexec='s size for `arch` and a payload padded by `paddingMB`, once each. */
+export async function setup(arch: Arch, paddingMB?: number): Promise<{ kernel: string; bundle: string; reserve: bigint }> {
+  // Per arch, so that running one arch's tests does not build the other's kernel.
+  const kernel = await ensurePatchedKernel(arch, { reporter: lineReporter() });
+  const bundle = await ensureBundle(arch);
+  await assetsFor(arch);
+  const key = `${arch}/${paddingMB ?? 0}`;
+  let reserve = reservations.get(key);
+  if (reserve === undefined) {
+    reserve = reserveFor(arch, kernel, bundle, paddingMB);
+    reservations.set(key, reserve);
+    process.stderr.write(`[quick ${arch}] qkexec plan --reserve (padding ${paddingMB ?? 0} MiB): quickkexec=${(await reserve) / MiB}M\n`);
+  }
+  return { kernel, bundle, reserve: await reserve };
+}
+
