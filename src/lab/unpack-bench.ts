@@ -17,11 +17,13 @@
  * with zstd and gzip (the estimate of the saving on real hardware).
  *
  *   tsx src/lab/unpack-bench.ts [--arch x86_64|arm64] [--repeats N] --out DIR
+ *   tsx src/lab/unpack-bench.ts --report DIR   (re-read the kept serial logs, rewrite DIR/results.md)
  *
  * Writes DIR/results.json after every run and DIR/results.md at the end.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile, mkdtemp, rm } from 'node:fs/promises';
+import { cachePath } from './cache.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -62,6 +64,29 @@ export interface UnpackRun {
   execToUserspaceMs?: number;
   strategy?: string;
   bytesToRelocate?: number;
+  /**
+   * The new kernel's own clock (printk timestamps): "Trying to unpack
+   * rootfs image as initramfs..." to "Freeing initrd memory", the time it
+   * spends populating rootfs, with the decompression or without.
+   */
+  initramfsMs?: number;
+  logFile?: string;
+}
+
+/** The new kernel's initramfs time from its own printk timestamps, after the exec. */
+export function initramfsMs(log: readonly string[]): number | undefined {
+  const start = log.findIndex((l) => /Starting new kernel/.test(l));
+  if (start < 0) return undefined;
+  const stamp = (re: RegExp): number | undefined => {
+    for (const l of log.slice(start)) {
+      const m = new RegExp(String.raw`\[\s*(\d+\.\d+)\]\s+${re.source}`).exec(l);
+      if (m) return Number(m[1]) * 1000;
+    }
+    return undefined;
+  };
+  const a = stamp(/Trying to unpack rootfs image as initramfs/);
+  const b = stamp(/Freeing initrd memory/);
+  return a === undefined || b === undefined ? undefined : b - a;
 }
 
 export interface NativeCost {
@@ -144,7 +169,7 @@ function fmt(ms: number | undefined): string {
 }
 
 export function resultsMarkdown(r: UnpackResults): string {
-  const cell = (c: Config, m: 'loadMs' | 'execToFirstLineMs' | 'execToUserspaceMs') => {
+  const cell = (c: Config, m: 'loadMs' | 'execToFirstLineMs' | 'execToUserspaceMs' | 'initramfsMs') => {
     const v = r.runs.filter((x) => x.config === c && x.ok && x[m] !== undefined).map((x) => x[m]!);
     return v.length === 0 ? undefined : { median: median(v), n: v.length, min: Math.min(...v), max: Math.max(...v) };
   };
@@ -154,8 +179,8 @@ export function resultsMarkdown(r: UnpackResults): string {
     '',
     `Payload: ${r.secondKernel} and the lab's Debian-shaped initramfs (${r.initramfs.bytes} bytes: ${r.initramfs.early}-byte early cpio, zstd -9 main archive of ${r.initramfs.mainCompressed} bytes, ${r.initramfs.mainUnpacked} unpacked). First kernel: ${r.firstKernel}, booted with ${r.quickkexec} for the quick configurations (sized by \`qkexec plan --reserve --unpack\`) and without it for kexec-tools. Exec: \`kexec -e\` for every configuration. QEMU TCG on a shared 2-core host: medians of the runs that passed (min–max in brackets).`,
     '',
-    '| configuration | runs | load | exec → first line | exec → userspace | ratio to quick | kernel\'s path |',
-    '|:---|---:|---:|---:|---:|---:|:---|',
+    '| configuration | runs | load | exec → first line | exec → userspace | ratio to quick | initramfs (new kernel\'s clock) | ratio to quick | kernel\'s path |',
+    '|:---|---:|---:|---:|---:|---:|---:|---:|:---|',
   ];
   for (const c of CONFIGS) {
     const runs = r.runs.filter((x) => x.config === c);
@@ -163,7 +188,9 @@ export function resultsMarkdown(r: UnpackResults): string {
     const u = cell(c, 'execToUserspaceMs');
     const paths = [...new Set(ok.map((x) => `${x.strategy ?? '?'} (${x.bytesToRelocate ?? '?'} B to relocate)`))].join(', ');
     const range = (s?: { median: number; min: number; max: number }) => (s ? `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})` : '–');
-    lines.push(`| ${c} | ${ok.length}/${runs.length} | ${fmt(cell(c, 'loadMs')?.median)} | ${range(cell(c, 'execToFirstLineMs'))} | ${range(u)} | ${u && quick ? `${(u.median / quick).toFixed(2)}×` : '–'} | ${paths || '–'} |`);
+    const i = cell(c, 'initramfsMs');
+    const iq = cell('quick', 'initramfsMs')?.median;
+    lines.push(`| ${c} | ${ok.length}/${runs.length} | ${fmt(cell(c, 'loadMs')?.median)} | ${range(cell(c, 'execToFirstLineMs'))} | ${range(u)} | ${u && quick ? `${(u.median / quick).toFixed(2)}×` : '–'} | ${range(i)} | ${i && iq ? `${(i.median / iq).toFixed(2)}×` : '–'} | ${paths || '–'} |`);
   }
   lines.push('', 'Native decompression on this host (the same main archive, medians of 5):', '', '| what | per MiB | total |', '|:---|---:|---:|');
   for (const n of r.native) lines.push(`| ${n.what} | ${n.msPerMiB.toFixed(2)} ms | ${fmt(n.medianMs)} for ${(n.bytes / 2 ** 20).toFixed(1)} MiB |`);
@@ -218,6 +245,9 @@ export async function benchUnpack(o: { arch: Arch; repeats: number; out: string;
         u.strategy = r.kexecPath.strategy;
         u.bytesToRelocate = r.kexecPath.bytesToRelocate;
       }
+      const ims = initramfsMs(r.log);
+      if (ims !== undefined) u.initramfsMs = ims;
+      if (r.logFile) u.logFile = r.logFile;
       results.runs.push(u);
       reporter.info(`${config} #${repeat}: ${r.ok ? 'ok' : 'FAILED'} load ${fmt(u.loadMs)}, exec→userspace ${fmt(u.execToUserspaceMs)} (${r.logFile ?? ''})`);
       await writeFile(file, JSON.stringify(results, null, 2) + '\n');
@@ -227,11 +257,35 @@ export async function benchUnpack(o: { arch: Arch; repeats: number; out: string;
   return results;
 }
 
+/** Fills initramfsMs from the kept serial logs of runs recorded without it, then rewrites results.md. */
+async function report(out: string, logDir: string): Promise<UnpackResults> {
+  const file = join(out, 'results.json');
+  const results = JSON.parse(await readFile(file, 'utf8')) as UnpackResults;
+  const logs = await readdir(logDir);
+  for (const u of results.runs) {
+    if (u.initramfsMs !== undefined || !u.ok) continue;
+    const prefix = `unpack-${results.arch}-${u.config}-${u.repeat}-`;
+    const log = u.logFile ?? logs.filter((f) => f.startsWith(prefix)).sort().map((f) => join(logDir, f)).pop();
+    if (!log) continue;
+    const ims = initramfsMs((await readFile(log, 'utf8')).split('\n'));
+    if (ims !== undefined) u.initramfsMs = ims;
+    u.logFile = log;
+  }
+  await writeFile(file, JSON.stringify(results, null, 2) + '\n');
+  await writeFile(join(out, 'results.md'), resultsMarkdown(results));
+  return results;
+}
+
 async function main(argv: string[]): Promise<void> {
   const arg = (name: string) => {
     const i = argv.indexOf(name);
     return i >= 0 ? argv[i + 1] : undefined;
   };
+  const rep = arg('--report');
+  if (rep) {
+    process.stdout.write(resultsMarkdown(await report(rep, cachePath('logs'))));
+    return;
+  }
   const out = arg('--out');
   if (!out) throw new Error('usage: tsx src/lab/unpack-bench.ts [--arch x86_64|arm64] [--repeats N] --out DIR');
   const arch = (arg('--arch') ?? 'x86_64') as Arch;

@@ -18,6 +18,11 @@
  *  - exec with kexec-tools' `kexec -e`: the Debian kernel comes up, with
  *    the token on its command line and the marker from the initramfs, which
  *    it found unpacked.
+ *
+ * A third guest, arm64 on the stock Debian kernel (no quick kexec series,
+ * no region): `--unpack` on the standard path, where it is off unless
+ * asked for, loads the same initramfs unpacked, and the Debian kernel
+ * boots it after a relocating exec.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -148,4 +153,27 @@ describe('unpack at load: the next kernel neither copies nor decompresses', { co
       process.stderr.write(`[unpack ${arch}] main: ${show(kernelLines(r, 'main'))}; load ${Math.round(r.phases.loadMs ?? -1)} ms, exec->userspace ${Math.round(r.phases.execToUserspaceMs ?? -1)} ms\n`);
     });
   }
+});
+
+describe('unpack at load on the standard path (stock kernel, no region)', () => {
+  test('arm64: --unpack loads the zstd initramfs as plain cpio with kexec_load, and the Debian kernel boots it', async () => {
+    const arch: Arch = 'arm64';
+    const bundle = await ensureBundle(arch);
+    const assets = await assetsFor(arch);
+    const distro = await ensureDistroInitramfs(assets);
+    const r = await runOk({
+      ...scenarioFor(arch, distro.path),
+      name: 'unpack-arm64-standard',
+      bundleDir: bundle,
+      expectStrategy: undefined,
+      steps: [
+        { kind: 'load', name: 'main', args: ['--unpack', '--verbose'] },
+        { kind: 'exec', loader: 'kexec-tools' },
+      ],
+    });
+    assertSecondUp(r);
+    assert.ok(r.log.some((l) => l.includes('unpack   on (--unpack): the initramfs unpacked at load time')), 'qkexec said what it unpacked');
+    assert.ok(r.log.some((l) => /strategy standard: no Quick kexec region/.test(l)), 'the standard path');
+    process.stderr.write(`[unpack arm64 standard] load ${Math.round(r.phases.loadMs ?? -1)} ms, exec->userspace ${Math.round(r.phases.execToUserspaceMs ?? -1)} ms\n`);
+  });
 });
