@@ -16,7 +16,7 @@
  * natively on the host: what decompressing the same bytes costs per MiB
  * with zstd and gzip (the estimate of the saving on real hardware).
  *
- *   tsx src/lab/unpack-bench.ts [--arch x86_64|arm64] [--repeats N] --out DIR
+ *   tsx src/lab/unpack-bench.ts [--arch x86_64|arm64] [--repeats N] [--configs a,b] [--second-kernel debian|lab] --out DIR
  *   tsx src/lab/unpack-bench.ts --report DIR   (re-read the kept serial logs, rewrite DIR/results.md)
  *
  * Writes DIR/results.json after every run and DIR/results.md at the end.
@@ -177,7 +177,7 @@ export function resultsMarkdown(r: UnpackResults): string {
   const lines = [
     `# Unpack at load: ${r.arch}`,
     '',
-    `Payload: ${r.secondKernel} and the lab's Debian-shaped initramfs (${r.initramfs.bytes} bytes: ${r.initramfs.early}-byte early cpio, zstd -9 main archive of ${r.initramfs.mainCompressed} bytes, ${r.initramfs.mainUnpacked} unpacked). First kernel: ${r.firstKernel}, booted with ${r.quickkexec} for the quick configurations (sized by \`qkexec plan --reserve --unpack\`) and without it for kexec-tools. Exec: \`kexec -e\` for every configuration. QEMU TCG on a shared 2-core host: medians of the runs that passed (min–max in brackets).`,
+    `Payload: the kernel ${r.secondKernel} and the lab's Debian-shaped initramfs (${r.initramfs.bytes} bytes: ${r.initramfs.early}-byte early cpio, zstd -9 main archive of ${r.initramfs.mainCompressed} bytes, ${r.initramfs.mainUnpacked} unpacked). First kernel: ${r.firstKernel}, booted with ${r.quickkexec} for the quick configurations (sized by \`qkexec plan --reserve --unpack\`) and without it for kexec-tools. Exec: \`kexec -e\` for every configuration. QEMU TCG on a shared 2-core host: medians of the runs that passed (min–max in brackets).`,
     '',
     '| configuration | runs | load | exec → first line | exec → userspace | ratio to quick | initramfs (new kernel\'s clock) | ratio to quick | kernel\'s path |',
     '|:---|---:|---:|---:|---:|---:|---:|---:|:---|',
@@ -199,22 +199,24 @@ export function resultsMarkdown(r: UnpackResults): string {
   return lines.join('\n') + '\n';
 }
 
-export async function benchUnpack(o: { arch: Arch; repeats: number; out: string; command: string }): Promise<UnpackResults> {
+export async function benchUnpack(o: { arch: Arch; repeats: number; out: string; command: string; secondLab?: boolean; configs?: readonly Config[] }): Promise<UnpackResults> {
   const reporter = lineReporter();
   const assets = await ensureAssets(o.arch, { reporter });
   const first = await ensurePatchedKernel(o.arch, { reporter });
   const bundle = await ensureBundle(o.arch);
   const distro = await ensureDistroInitramfs(assets);
-  const base: Scenario = { name: 'unpack-bench', arch: o.arch, loader: 'qkexec-classic', secondInitrdBase: distro.path, memMB: GUEST_MB };
-  const quickkexec = await reserve(o.arch, assets.kernel, base, bundle, assets.busybox);
+  // The kernel kexec'd into: the stock Debian one, or (--second-kernel lab) the lab build, whose own boot is short under TCG.
+  const second = o.secondLab ? first : assets.kernel;
+  const base: Scenario = { name: 'unpack-bench', arch: o.arch, loader: 'qkexec-classic', secondKernel: second, secondInitrdBase: distro.path, memMB: GUEST_MB };
+  const quickkexec = await reserve(o.arch, second, base, bundle, assets.busybox);
   await mkdir(o.out, { recursive: true });
   const file = join(o.out, 'results.json');
   const results: UnpackResults = existsSync(file)
     ? (JSON.parse(await readFile(file, 'utf8')) as UnpackResults)
-    : { arch: o.arch, command: o.command, firstKernel: first, secondKernel: assets.kernelPackage, initramfs: distro, quickkexec, runs: [], native: [] };
+    : { arch: o.arch, command: o.command, firstKernel: first, secondKernel: o.secondLab ? `${first} (the lab build, kexec'd into itself)` : assets.kernelPackage, initramfs: distro, quickkexec, runs: [], native: [] };
   if (results.native.length === 0) results.native = await nativeCosts(distro);
   for (let repeat = 0; repeat < o.repeats; repeat++) {
-    for (const config of CONFIGS) {
+    for (const config of o.configs ?? CONFIGS) {
       if (results.runs.some((x) => x.config === config && x.repeat === repeat)) continue;
       const spec = SPECS[config];
       const r = await runScenario(
@@ -287,10 +289,14 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   const out = arg('--out');
-  if (!out) throw new Error('usage: tsx src/lab/unpack-bench.ts [--arch x86_64|arm64] [--repeats N] --out DIR');
+  if (!out) throw new Error('usage: tsx src/lab/unpack-bench.ts [--arch x86_64|arm64] [--repeats N] [--configs a,b] [--second-kernel debian|lab] --out DIR');
   const arch = (arg('--arch') ?? 'x86_64') as Arch;
   if (arch !== 'x86_64' && arch !== 'arm64') throw new Error(`unknown arch ${arch}`);
-  const r = await benchUnpack({ arch, repeats: Number(arg('--repeats') ?? 3), out, command: `tsx src/lab/unpack-bench.ts ${argv.join(' ')}` });
+  const configs = arg('--configs')?.split(',') as Config[] | undefined;
+  for (const c of configs ?? []) if (!CONFIGS.includes(c)) throw new Error(`unknown configuration ${c} (${CONFIGS.join(', ')})`);
+  const secondKernel = arg('--second-kernel') ?? 'debian';
+  if (secondKernel !== 'debian' && secondKernel !== 'lab') throw new Error(`--second-kernel is debian or lab, not ${secondKernel}`);
+  const r = await benchUnpack({ arch, repeats: Number(arg('--repeats') ?? 3), out, configs, secondLab: secondKernel === 'lab', command: `tsx src/lab/unpack-bench.ts ${argv.join(' ')}` });
   process.stdout.write(resultsMarkdown(r));
 }
 
