@@ -192,6 +192,17 @@ export function resultsMarkdown(r: UnpackResults): string {
     const iq = cell('quick', 'initramfsMs')?.median;
     lines.push(`| ${c} | ${ok.length}/${runs.length} | ${fmt(cell(c, 'loadMs')?.median)} | ${range(cell(c, 'execToFirstLineMs'))} | ${range(u)} | ${u && quick ? `${(u.median / quick).toFixed(2)}×` : '–'} | ${range(i)} | ${i && iq ? `${(i.median / iq).toFixed(2)}×` : '–'} | ${paths || '–'} |`);
   }
+  // Runs of one repeat are made back to back, so they share the host's load more than runs of one configuration do.
+  const paired = (c: Config, m: 'execToUserspaceMs' | 'initramfsMs' | 'execToFirstLineMs'): string => {
+    const ratios: number[] = [];
+    for (const q of r.runs.filter((x) => x.config === 'quick' && x.ok && x[m] !== undefined)) {
+      const o = r.runs.find((x) => x.config === c && x.repeat === q.repeat && x.ok && x[m] !== undefined);
+      if (o) ratios.push(o[m]! / q[m]!);
+    }
+    return ratios.length === 0 ? '–' : `${median(ratios).toFixed(2)}× (${ratios.map((x) => x.toFixed(2)).join(', ')})`;
+  };
+  lines.push('', 'Paired with quick in the same repeat (runs made back to back), median ratio and each repeat\'s:', '', '| configuration | exec → first line | exec → userspace | initramfs |', '|:---|---:|---:|---:|');
+  for (const c of CONFIGS.filter((x) => x !== 'quick' && r.runs.some((y) => y.config === x))) lines.push(`| ${c} | ${paired(c, 'execToFirstLineMs')} | ${paired(c, 'execToUserspaceMs')} | ${paired(c, 'initramfsMs')} |`);
   lines.push('', 'Native decompression on this host (the same main archive, medians of 5):', '', '| what | per MiB | total |', '|:---|---:|---:|');
   for (const n of r.native) lines.push(`| ${n.what} | ${n.msPerMiB.toFixed(2)} ms | ${fmt(n.medianMs)} for ${(n.bytes / 2 ** 20).toFixed(1)} MiB |`);
   const failed = r.runs.filter((x) => !x.ok);
@@ -222,7 +233,7 @@ export async function benchUnpack(o: { arch: Arch; repeats: number; out: string;
       const r = await runScenario(
         {
           ...base,
-          name: `unpack-${o.arch}-${config}-${repeat}`,
+          name: `unpack-${o.arch}${o.secondLab ? '-lab' : ''}-${config}-${repeat}`,
           loader: spec.loader,
           loaderArgs: spec.args,
           firstKernel: first,
@@ -267,7 +278,8 @@ async function report(out: string, logDir: string): Promise<UnpackResults> {
   for (const u of results.runs) {
     if (u.initramfsMs !== undefined || !u.ok) continue;
     const prefix = `unpack-${results.arch}-${u.config}-${u.repeat}-`;
-    const log = u.logFile ?? logs.filter((f) => f.startsWith(prefix)).sort().map((f) => join(logDir, f)).pop();
+    // The first log of that name: a later benchmark (another --out) may reuse it.
+    const log = u.logFile ?? logs.filter((f) => f.startsWith(prefix)).sort().map((f) => join(logDir, f))[0];
     if (!log) continue;
     const ims = initramfsMs((await readFile(log, 'utf8')).split('\n'));
     if (ims !== undefined) u.initramfsMs = ims;

@@ -19,7 +19,7 @@
  * the image the decompressor leaves in memory, before relocation.
  */
 import { FormatError } from '../errors.ts';
-import { elf64_hdr, parseElf, PT_LOAD } from '../image/elf.ts';
+import { elf64_hdr, parseElf } from '../image/elf.ts';
 import type { BzImage, ElfKernel } from '../image/types.ts';
 import { MiB, alignUp } from '../memory/range.ts';
 import { parseRelocs, type X86Relocs } from '../arch/x86_64/relocs.ts';
@@ -115,9 +115,4 @@ export function unpackBzImage(k: BzImage, file: string, opts: { maxBytes: number
     relocs,
     neededSize: alignUp(needed, PMD_SIZE),
   };
-}
-
-/** PT_LOAD count, for describing the unpacked kernel. */
-export function loadCount(u: UnpackedVmlinux): number {
-  return u.elf.segments.filter((s) => s.memsz > 0n).length || PT_LOAD;
 }
