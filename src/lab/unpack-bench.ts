@@ -66,7 +66,8 @@ export interface UnpackRun {
   bytesToRelocate?: number;
   /**
    * The new kernel's own clock (printk timestamps): "Trying to unpack
-   * rootfs image as initramfs..." to "Freeing initrd memory", the time it
+   * rootfs image as initramfs..." (6.1; "Unpacking initramfs..." in 6.12)
+   * to "Freeing initrd memory", the time it
    * spends populating rootfs, with the decompression or without.
    */
   initramfsMs?: number;
@@ -79,12 +80,13 @@ export function initramfsMs(log: readonly string[]): number | undefined {
   if (start < 0) return undefined;
   const stamp = (re: RegExp): number | undefined => {
     for (const l of log.slice(start)) {
-      const m = new RegExp(String.raw`\[\s*(\d+\.\d+)\]\s+${re.source}`).exec(l);
+      const m = new RegExp(String.raw`\[\s*(\d+\.\d+)\]\s+(?:${re.source})`).exec(l);
       if (m) return Number(m[1]) * 1000;
     }
     return undefined;
   };
-  const a = stamp(/Trying to unpack rootfs image as initramfs/);
+  // 6.1 says the first, 6.12 the second.
+  const a = stamp(/Trying to unpack rootfs image as initramfs|Unpacking initramfs/);
   const b = stamp(/Freeing initrd memory/);
   return a === undefined || b === undefined ? undefined : b - a;
 }
@@ -276,13 +278,15 @@ async function report(out: string, logDir: string): Promise<UnpackResults> {
   const results = JSON.parse(await readFile(file, 'utf8')) as UnpackResults;
   const logs = await readdir(logDir);
   for (const u of results.runs) {
-    if (u.initramfsMs !== undefined || !u.ok) continue;
+    // null: NaN as JSON writes it, from a run recorded before its kernel's message was known.
+    if ((u.initramfsMs !== undefined && u.initramfsMs !== null && !Number.isNaN(u.initramfsMs)) || !u.ok) continue;
     const prefix = `unpack-${results.arch}-${u.config}-${u.repeat}-`;
     // The first log of that name: a later benchmark (another --out) may reuse it.
     const log = u.logFile ?? logs.filter((f) => f.startsWith(prefix)).sort().map((f) => join(logDir, f))[0];
     if (!log) continue;
     const ims = initramfsMs((await readFile(log, 'utf8')).split('\n'));
-    if (ims !== undefined) u.initramfsMs = ims;
+    if (ims !== undefined && !Number.isNaN(ims)) u.initramfsMs = ims;
+    else delete u.initramfsMs;
     u.logFile = log;
   }
   await writeFile(file, JSON.stringify(results, null, 2) + '\n');
