@@ -8,6 +8,8 @@
  *    zeros, more than half the guest's RAM) with --unpack; on x86_64, when
  *    the guest runs with 5-level paging, `no5lvl` on the new command line
  *    (only the decompressor can switch paging modes);
+ *  - x86_64: `--unpack --syscall file`: the bzImage as it is, the unpacked
+ *    initramfs from a memfd, taken by the real kexec_file_load; unloaded;
  *  - `qkexec load --unpack --syscall classic` of a distribution's payload:
  *    the stock Debian 6.1 kernel (x86_64: an lz4 bzImage, loaded as the
  *    relocated vmlinux; arm64: Image.gz) and an initramfs as Debian's
@@ -94,6 +96,9 @@ function steps(arch: Arch, bomb: string): Step[] {
     refusals.push(
       'if grep -qw la57 /proc/cpuinfo; then echo QKLAB:la57 yes; else echo QKLAB:la57 no; fi',
       `qk_run no5lvl ${Q} load --unpack --syscall classic --kernel ${K2} --initrd ${I2} --append no5lvl`,
+      // kexec_file_load takes the bzImage as it is and the unpacked initramfs from a memfd; then unloaded, so the main load starts from nothing.
+      `qk_run file ${Q} load --unpack --syscall file --kernel ${K2} --initrd ${I2} --append qkunpack=file`,
+      `qk_run unload ${Q} unload`,
     );
   }
   return [
@@ -140,6 +145,19 @@ describe('unpack at load: the next kernel neither copies nor decompresses', { co
           assert.equal(no5.rc, 0, no5.out);
         }
         process.stderr.write(`[unpack ${arch}] guest paging: ${la57 === 'yes' ? '5-level' : '4-level'}\n`);
+
+        // kexec_file_load with the unpacked initramfs in a memfd: the real kernel takes it.
+        const file = ran(r, 'file');
+        assert.equal(file.rc, 0, file.out);
+        assert.equal(file.loaded, 1);
+        assert.match(file.out, /^note: unpack on \(--unpack\): the initramfs unpacked at load time$/m, file.out);
+        assert.match(file.out, /^note: unpack: the kernel is loaded packed: kexec_file_load takes the bzImage as it is/m, file.out);
+        assert.match(file.out, /^loaded \/boot\/k2 with kexec_file_load/m, file.out);
+        const fileLine = file.kernel.filter((l) => l.kind === 'quick' || l.kind === 'standard');
+        assert.equal(fileLine.length, 1, show(file.kernel));
+        assert.equal(ran(r, 'unload').rc, 0);
+        assert.equal(ran(r, 'unload').loaded, 0);
+        process.stderr.write(`[unpack ${arch}] kexec_file_load, initramfs from a memfd: ${show(file.kernel)}\n`);
       }
 
       // The exec'd load: unpacked, quick, nothing to relocate.
