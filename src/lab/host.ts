@@ -58,6 +58,12 @@ export function run(cmd: string, args: string[], opts: RunOptions = {}): Promise
       if (code !== 0 && !opts.allowFail) reject(new HostCommandError(`${cmd} ${args.join(' ')}`, code, r.stderr || r.stdout));
       else resolve(r);
     });
+    // A command that exits without reading its stdin (objdump, cp, ...)
+    // may close the pipe first: EPIPE there is not the command's failure,
+    // and its exit status still says how it went.
+    child.stdin.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EPIPE') reject(new HostCommandError(`${cmd} ${args.join(' ')}`, null, String(e)));
+    });
     child.stdin.end(opts.input ?? '');
   });
 }
