@@ -13,15 +13,17 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { basename } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { FormatError, PlanError, QkexecError } from '../errors.ts';
-import { describe, probeFile } from '../image/probe.ts';
+import { describe, describeUki, probeFile } from '../image/probe.ts';
 import { hex } from '../memory/range.ts';
 import { formatSize } from '../memory/ranges.ts';
 import { formatPlan, planToJson } from '../plan/format.ts';
 import { planSvg } from '../plan/svg.ts';
 import { quickkexecParam, reserveSize } from '../plan/reserve.ts';
 import { SysReader } from '../sys/state.ts';
-import { buildClassic, planOnly, requestsFor, type Payload, type StrategyOption } from '../load/build.ts';
+import { buildClassic, requestsFor, type Payload, type StrategyOption } from '../load/build.ts';
 import { composeCmdline } from '../load/cmdline.ts';
+import { describeFileLoadKernel, fileLoadKernel } from '../load/fileload.ts';
+import { initrdParts, joinInitrd } from '../load/initrd.ts';
 import { archInputs, load, runningCmdline, type LoadReport } from '../load/load.ts';
 import { execLoaded, formatStatus, status, unload, type StatusReport } from '../load/ops.ts';
 import type { SyscallChoice } from '../load/preconditions.ts';
@@ -68,7 +70,7 @@ function toJson(v: unknown): string {
 
 interface InputOpts {
   kernel?: string;
-  initrd?: string;
+  initrd: string[];
   append?: string;
   commandLine?: string;
   reuseCmdline?: boolean;
@@ -99,10 +101,10 @@ function kernelPath(positional: string | undefined, o: InputOpts): string {
 function inputOptions(c: Command): Command {
   return c
     .argument('[kernel]', 'kernel image (same as --kernel)')
-    .option('--kernel <file>', 'kernel image: bzImage (x86_64), Image or Image.gz (arm64)')
-    .option('--initrd <file>', 'initramfs to pass to the new kernel')
-    .option('--append <string>', 'append to the command line')
-    .option('--command-line <string>', 'the command line (before --append)')
+    .option('--kernel <file>', 'kernel image: bzImage or vmlinux (x86_64); Image, Image.gz/.zst, EFI zboot or vmlinux (arm64); or a UKI')
+    .option('--initrd <file>', 'initramfs to pass to the new kernel; repeat to join several (after a UKI\'s .ucode, before its .initrd)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--append <string>', 'append to the command line (a UKI\'s .cmdline included)')
+    .option('--command-line <string>', 'the command line (before --append; replaces a UKI\'s .cmdline)')
     .option('--reuse-cmdline', 'start from the running kernel\'s command line (/proc/cmdline)')
     .addOption(new Option('--syscall <how>', 'classic = kexec_load, file = kexec_file_load, auto = file, then classic').choices(['classic', 'file', 'auto']).default('auto'))
     .addOption(new Option('--strategy <how>', 'quick = in place in the Quick kexec region, standard = relocate at reboot').choices(['quick', 'standard', 'auto']).default('auto'))
@@ -119,7 +121,7 @@ function inputOptions(c: Command): Command {
 function payloadOf(kernelFile: string, o: InputOpts, sys: SysReader) {
   const kernel = probeFile(kernelFile);
   const snap = readSnapshot(sys);
-  const cmdline = composeCmdline(o, () => runningCmdline(snap));
+  const cmdline = composeCmdline(o, () => runningCmdline(snap), kernel.uki?.cmdline);
   return { kernel, snap, cmdline };
 }
 
@@ -149,7 +151,9 @@ function formatLoadReport(r: LoadReport, verbose: boolean): string {
   }
   if (r.dryRun || verbose) {
     lines.push(`kernel   ${r.kernel.file}: ${r.kernel.description}`);
-    if (r.initrd) lines.push(`initrd   ${r.initrd.file}: ${r.initrd.size} bytes`);
+    if (r.uki) lines.push(...ukiLines(r.uki));
+    if (r.fileLoadKernel) lines.push(`kexec_file_load kernel fd: ${r.fileLoadKernel}`);
+    if (r.initrd) lines.push(initrdLine(r.initrd));
     lines.push(`cmdline  ${JSON.stringify(r.cmdline)}`);
     lines.push(`syscall  ${r.syscall ?? sc}`);
     lines.push('checks:');
@@ -160,6 +164,16 @@ function formatLoadReport(r: LoadReport, verbose: boolean): string {
     }
   }
   return lines.join('\n');
+}
+
+function ukiLines(u: NonNullable<LoadReport['uki']>): string[] {
+  const used = [u.cmdline && `.cmdline ${u.cmdline}`, u.initrd !== undefined && '.initrd joined into the initramfs', u.dtb && `.dtb ${u.dtb}`].filter(Boolean);
+  return [`uki      ${u.description}`, ...(used.length ? [`         ${used.join('; ')}`] : [])];
+}
+
+function initrdLine(i: NonNullable<LoadReport['initrd']>): string {
+  const parts = i.parts && i.parts.length > 1 ? ` (joined: ${i.parts.map((p) => `${p.source} ${p.size}`).join(' + ')})` : '';
+  return `initrd   ${i.file}: ${i.size} bytes${parts}`;
 }
 
 function loadReportJson(r: LoadReport) {
@@ -301,29 +315,29 @@ function program(setExit: (code: number) => void): Command {
   ).action(async (positional: string | undefined, o: InputOpts & { svg?: string; reserve?: boolean }) => {
     const sys = sysFrom(o);
     const { kernel, snap, cmdline } = payloadOf(kernelPath(positional, o), o, sys);
-    let initrd: Payload['initrd'];
-    if (o.initrd !== undefined) {
-      const bytes = readFileOr(o.initrd, 'initramfs');
-      initrd = { file: o.initrd, size: BigInt(bytes.length), bytes };
-    }
+    const initrd = joinInitrd(initrdParts(o.initrd, kernel.uki, true));
     const payload: Payload = { kernel, kernelFile: kernelPath(positional, o), initrd, cmdline };
-    const inputs = archInputs(kernel, snap, sys);
+    const inputs = archInputs(kernel, snap, sys, payload.kernelFile);
     if (o.reserve) {
       const size = reserveSize(requestsFor(payload, inputs));
       if (o.json) out(toJson({ size, param: quickkexecParam(size) }));
-      else out(`${quickkexecParam(size)}   (${formatSize(size)}: the smallest 2 MiB-aligned region that holds ${o.kernel ?? positional}${o.initrd ? ` and ${o.initrd}` : ''} in place)`);
+      else out(`${quickkexecParam(size)}   (${formatSize(size)}: the smallest 2 MiB-aligned region that holds ${payload.kernelFile}${initrd ? ` and ${initrd.file}` : ''} in place)`);
       return;
     }
     const opts = planOptsOf(o);
-    const plan = kernel.kind === 'elf' ? planOnly(payload, snap.memory, opts, inputs) : buildClassic(payload, snap.memory, opts, inputs).plan;
+    const plan = buildClassic(payload, snap.memory, opts, inputs).plan;
+    const fileKernel = o.syscall === 'classic' ? undefined : describeFileLoadKernel(kernel, fileLoadKernel(kernel));
     if (o.svg) writeFileSync(o.svg, planSvg(plan, snap.memory));
+    const initrdJson = initrd && { file: initrd.file, size: initrd.size, parts: initrd.parts.map((p) => ({ source: p.source, size: p.size })) };
     if (o.json) {
-      out(toJson({ kernel: { file: payload.kernelFile, description: describe(kernel) }, initrd: initrd && { file: initrd.file, size: initrd.size }, cmdline, plan: planToJson(plan) }));
+      out(toJson({ kernel: { file: payload.kernelFile, description: describe(kernel) }, uki: kernel.uki && { description: describeUki(kernel.uki), cmdline: kernel.uki.cmdline }, fileLoadKernel: fileKernel, initrd: initrdJson, cmdline, plan: planToJson(plan) }));
       return;
     }
     out(`kernel   ${payload.kernelFile}: ${describe(kernel)}`);
-    if (initrd) out(`initrd   ${initrd.file}: ${initrd.size} bytes`);
+    if (kernel.uki) out(`uki      ${describeUki(kernel.uki)}`);
+    if (initrd) out(initrdLine({ file: initrd.file, size: initrd.size, parts: initrdJson!.parts }));
     out(`cmdline  ${JSON.stringify(cmdline)}`);
+    if (fileKernel) out(`kexec_file_load kernel fd: ${fileKernel}`);
     if (o.syscall === 'file') out('note: with --syscall file the kernel places the segments itself; this is where kexec_load would put them');
     out(formatPlan(plan).trimEnd());
     if (o.svg) out(`wrote ${o.svg}`);
@@ -340,16 +354,6 @@ function program(setExit: (code: number) => void): Command {
     });
 
   return p;
-}
-
-function readFileOr(file: string, what: string): Uint8Array {
-  try {
-    const b = readFileSync(file);
-    return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? 'unreadable';
-    throw new QkexecError(code, `${what} ${file}: ${code === 'ENOENT' ? 'does not exist' : (e as Error).message}`, { remedy: `check the ${what} path` });
-  }
 }
 
 /** For errors raised without a remedy of their own. */

@@ -23,6 +23,8 @@ import { shQuote } from './host.ts';
 import type { GuestFile } from './elf-deps.ts';
 
 export const MARKER_FILE = '/qklab-marker';
+/** Files here in the second kernel's initramfs are reported as QKLAB:second-extra NAME=CONTENT. */
+export const EXTRA_DIR = '/qklab-extra';
 export const TOKEN_PARAM = 'qklab.token';
 export const QKEXEC_DIR = '/qkexec';
 export const K2 = '/boot/k2';
@@ -80,6 +82,11 @@ token=missing
 case " $cmdline " in *${shQuote(` ${TOKEN_PARAM}=${token} `)}*) token=ok ;; esac
 marker=missing
 [ "$(${bb} cat ${MARKER_FILE} 2>/dev/null)" = ${shQuote(marker)} ] && marker=ok
+# Files other archives of the initramfs added, and the device tree's model:
+# what a test that joins initramfs parts or passes a device tree looks at.
+for f in ${EXTRA_DIR}/* /proc/device-tree/model; do
+  [ -f "$f" ] && echo "QKLAB:second-extra \${f##*/}=$(${bb} tr -d '\\000' <"$f")" >/dev/console
+done
 echo "QKLAB:second-up token=$token marker=$marker cmdline=$cmdline" >/dev/console
 ${bb} reboot -f
 ${bb} sleep 30

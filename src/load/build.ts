@@ -59,8 +59,10 @@ export interface ArchInputs {
   e820?: E820Entry[];
   /** x86_64: the ACPI RSDP. */
   acpiRsdp?: bigint;
-  /** arm64: the running kernel's device tree, which the new one inherits. */
+  /** arm64: the device tree the new kernel starts from: the running one, --fdt, or a UKI's .dtb. */
   fdt?: { bytes: Uint8Array; file: string };
+  /** arm64: when `fdt` is not the running tree, the running one, for its /chosen EFI properties. */
+  efiChosenFrom?: { bytes: Uint8Array; file: string };
   /** arm64: source of kaslr-seed / rng-seed bytes. */
   random?: (n: number) => Uint8Array;
 }
@@ -119,7 +121,7 @@ function placeRequests(p: Payload, memory: MemoryMap, opts: PlanOptions, request
 /** The segment requests of this payload, as the plan of a kexec_load would place them (for reserveSize). */
 export function requestsFor(p: Payload, a: ArchInputs): SegmentRequest[] {
   const k = p.kernel;
-  if (k.kind === 'arm64-image' && a.fdt) return segmentRequests(k, sizesFor(p, a, arm64DtbBytes(p, a.fdt)));
+  if (k.kind === 'arm64-image' && a.fdt) return segmentRequests(k, sizesFor(p, a, arm64DtbBytes(p, a.fdt, a)));
   if (k.arch === 'x86_64' && !a.e820) return segmentRequests(k, { initrd: p.initrd?.size, purgatory: BigInt(X86_PURGATORY_SIZE) });
   return segmentRequests(k, sizesFor(p, a));
 }
@@ -156,8 +158,8 @@ function buildX86(k: BzImage | ElfKernel, p: Payload, memory: MemoryMap, opts: P
 }
 
 /** The DTB's size does not depend on where the initrd lands. */
-function arm64DtbBytes(p: Payload, fdt: { bytes: Uint8Array; file: string }): bigint {
-  return BigInt(arm64DtbSize(fdt.bytes, fdt.file, { bootargs: p.cmdline, initrd: p.initrd !== undefined }));
+function arm64DtbBytes(p: Payload, fdt: { bytes: Uint8Array; file: string }, a: ArchInputs): bigint {
+  return BigInt(arm64DtbSize(fdt.bytes, fdt.file, { bootargs: p.cmdline, initrd: p.initrd !== undefined, efiChosenFrom: a.efiChosenFrom }));
 }
 
 function buildArm64(k: Arm64Image, p: Payload, memory: MemoryMap, opts: PlanOptions, a: ArchInputs): ClassicLoad {
@@ -167,13 +169,13 @@ function buildArm64(k: Arm64Image, p: Payload, memory: MemoryMap, opts: PlanOpti
     });
   }
   // Size the DTB, place everything, then write the real initrd addresses.
-  const plan = planFor(p, memory, opts, sizesFor(p, a, arm64DtbBytes(p, a.fdt)));
+  const plan = planFor(p, memory, opts, sizesFor(p, a, arm64DtbBytes(p, a.fdt, a)));
   const kernel = one(plan, 'kernel');
   const dtbSeg = one(plan, 'dtb');
   const purg = one(plan, 'purgatory');
   const initrdSeg = p.initrd ? one(plan, 'initrd') : undefined;
   const initrd = initrdSeg && p.initrd ? { start: initrdSeg.mem, end: initrdSeg.mem + p.initrd.size } : undefined;
-  const dtb = buildArm64Dtb(a.fdt.bytes, a.fdt.file, { bootargs: p.cmdline, initrd, random: a.random ?? ((n: number) => new Uint8Array(n)) });
+  const dtb = buildArm64Dtb(a.fdt.bytes, a.fdt.file, { bootargs: p.cmdline, initrd, random: a.random ?? ((n: number) => new Uint8Array(n)), efiChosenFrom: a.efiChosenFrom });
   checkArm64Boot({
     kernel: kernel.mem,
     text_offset: k.text_offset,
