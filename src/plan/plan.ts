@@ -126,7 +126,8 @@ function standard(input: PlanInput, shapes: Shape[], reason: string): KexecPlan 
     // Name what is in the way: that is what the user can act on.
     const f = placed.failed;
     const at = { start: f.req.min, end: f.req.max };
-    const inTheWay = input.memory.reserved.filter((r) => overlaps(r.range, at)).map((r) => `"${r.name}"`);
+    const running = new Set<string>(RUNNING_KERNEL_RESOURCES);
+    const inTheWay = input.memory.reserved.filter((r) => overlaps(r.range, at) && !running.has(r.name)).map((r) => `"${r.name}"`);
     const notRam = subtract([at], input.memory.ram).length > 0;
     const blockers = [...new Set(inTheWay)].concat(notRam ? ['memory that is not System RAM'] : []);
     if (blockers.length === 0) blockers.push('another fixed segment');
