@@ -5,13 +5,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { bzImage, elf64, ukiImage } from '../image/fixtures.ts';
 import { cleanup, memmapFiles, sysroot, tmp, writeTree, x86Iomem } from '../load/fixtures.ts';
+import { qkexec } from './run.ts';
 
-const REPO = new URL('../../../', import.meta.url).pathname;
-const MAIN = join(REPO, 'src/cli/main.ts');
 const dir = writeTree(tmp('qkexec-cli-formats-'), {
   vmlinux: elf64(),
   'uki.efi': ukiImage({ linux: bzImage({ kernelLength: 0x30000, init_size: 0x200000 }), initrd: new Uint8Array(0x400).fill(1), cmdline: 'root=/dev/vda2\n' }),
@@ -21,11 +19,6 @@ const dir = writeTree(tmp('qkexec-cli-formats-'), {
 });
 test.after(cleanup);
 const f = (name: string) => join(dir, name);
-
-function qkexec(...args: string[]) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', MAIN, ...args], { encoding: 'utf8', cwd: REPO });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 test('plan of an x86_64 vmlinux: at its link address, the standard path and why', () => {
   const r = qkexec('plan', f('vmlinux'), '--iomem', f('iomem'), '--memmap', f('memmap'));
