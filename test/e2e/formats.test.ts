@@ -99,9 +99,6 @@ async function ukiDtb(dir: string): Promise<string> {
 }
 
 interface Inputs {
-  /** The lab kernel (first kernel where kexec_file_load is needed on arm64) and its vmlinux. */
-  lab: string;
-  vmlinux: string;
   uki: string;
   /** The --initrd side of the joined initramfs: put in front of the scenario's second stage. */
   initrdOption: string;
@@ -111,10 +108,6 @@ const inputs = new Map<Arch, Promise<Inputs>>();
 
 async function makeInputs(arch: Arch): Promise<Inputs> {
   const assets = await assetsFor(arch);
-  const lab = await ensurePatchedKernel(arch, { reporter: lineReporter() });
-  // <hash>/build-<arch>/arch/<karch>/boot/<image> -> <hash>/build-<arch>/vmlinux
-  const vmlinux = resolve(lab, '../../../../vmlinux');
-  assert.ok(existsSync(vmlinux), `${vmlinux}: the lab kernel's build has no vmlinux`);
   const dir = cachePath('formats-e2e');
   await mkdir(dir, { recursive: true });
   const ukiInitrd = await extraArchive(join(dir, 'uki-initrd.cpio'), { 'uki-initrd': 'ok', order: 'uki-initrd' });
@@ -128,7 +121,16 @@ async function makeInputs(arch: Arch): Promise<Inputs> {
     osrel: 'PRETTY_NAME="qkexec e2e UKI"\n',
     dtb: arch === 'arm64' ? await ukiDtb(dir) : undefined,
   });
-  return { lab, vmlinux, uki, initrdOption };
+  return { uki, initrdOption };
+}
+
+/** The lab kernel (the first kernel where arm64 needs kexec_file_load) and its build's vmlinux. */
+async function labKernel(arch: Arch): Promise<{ lab: string; vmlinux: string }> {
+  const lab = await ensurePatchedKernel(arch, { reporter: lineReporter() });
+  // <hash>/build-<arch>/arch/<karch>/boot/<image> -> <hash>/build-<arch>/vmlinux
+  const vmlinux = resolve(lab, '../../../../vmlinux');
+  assert.ok(existsSync(vmlinux), `${vmlinux}: the lab kernel's build has no vmlinux`);
+  return { lab, vmlinux };
 }
 
 function inputsFor(arch: Arch): Promise<Inputs> {
@@ -174,7 +176,7 @@ describe('image formats: ELF vmlinux and UKI, loaded and booted in guests', { co
   });
 
   test('x86_64: ELF vmlinux with kexec_load, at its link address; kexec_file_load refused in one line', async () => {
-    const i = await inputsFor('x86_64');
+    const i = await labKernel('x86_64');
     const r = await boot('formats-x86_64-elf', 'x86_64', 'qkexec-classic', {
       second: i.vmlinux,
       steps: [qkRun('plan', `plan --kernel ${K2} --initrd ${I2}`), qkRun('file', `load --kernel ${K2} --initrd ${I2} --syscall file`)],
@@ -190,7 +192,7 @@ describe('image formats: ELF vmlinux and UKI, loaded and booted in guests', { co
   });
 
   test('arm64: ELF vmlinux laid out as its Image, with kexec_load (kexec_file_load accepts it too)', async () => {
-    const i = await inputsFor('arm64');
+    const i = await labKernel('arm64');
     const r = await boot('formats-arm64-elf', 'arm64', 'qkexec-classic', {
       first: i.lab,
       second: i.vmlinux,
@@ -207,7 +209,7 @@ describe('image formats: ELF vmlinux and UKI, loaded and booted in guests', { co
       test(`${arch}: UKI with ${syscall === 'classic' ? 'kexec_load' : 'kexec_file_load'}: .cmdline + --append, --initrd + .initrd${arch === 'arm64' ? ', .dtb' : ''}`, async () => {
         const i = await inputsFor(arch);
         // The stock arm64 kernel has no kexec_file_load: the lab kernel boots first there.
-        const first = arch === 'arm64' && syscall === 'file' ? i.lab : undefined;
+        const first = arch === 'arm64' && syscall === 'file' ? (await labKernel(arch)).lab : undefined;
         const steps: Step[] = syscall === 'classic'
           ? [qkRun('plan', `plan --kernel ${K2} --initrd ${I2}`), qkRun('dry-file', `load --dry-run --kernel ${K2} --initrd ${I2} --syscall file`)]
           : [];
