@@ -12,7 +12,7 @@ import { readFileSync, realpathSync, writeFileSync, writeSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { basename } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { FormatError, PlanError, QkexecError } from '../errors.ts';
+import { errorLine, QkexecError } from '../errors.ts';
 import { describe, probeFile } from '../image/probe.ts';
 import { hex } from '../memory/range.ts';
 import { formatSize } from '../memory/ranges.ts';
@@ -352,13 +352,6 @@ function readFileOr(file: string, what: string): Uint8Array {
   }
 }
 
-/** For errors raised without a remedy of their own. */
-function defaultRemedy(e: QkexecError): string {
-  if (e instanceof FormatError) return `check that ${e.file} is the right file and complete`;
-  if (e instanceof PlanError) return 'run qkexec plan with the same arguments to see where each segment would go';
-  return 'run with --verbose for details';
-}
-
 /** "qkexec: <message> -- <remedy>" on one line; details only with --verbose. */
 function report(e: unknown, verbose: boolean): number {
   const oneLine = (s: string) => s.replace(/\s*\n\s*/g, ' ').trim();
@@ -368,7 +361,7 @@ function report(e: unknown, verbose: boolean): number {
     return 2;
   }
   if (e instanceof QkexecError) {
-    err(`qkexec: ${oneLine(e.message)} -- ${oneLine(e.remedy ?? defaultRemedy(e))}`);
+    err(errorLine(e));
     if (verbose) {
       err(`  code: ${e.code}`);
       for (let c: unknown = e.cause; c; c = (c as Error).cause) err(`  cause: ${c instanceof Error ? c.message : String(c)}`);
