@@ -27,6 +27,7 @@ import { execLoaded, formatStatus, status, unload, type StatusReport } from '../
 import type { SyscallChoice } from '../load/preconditions.ts';
 import { readSnapshot } from '../load/snapshot.ts';
 import { isNativeArgv, translateKexecArgv } from './compat.ts';
+import { INVOKED_AS_ENV } from '../native/program.ts';
 
 declare const __QKEXEC_VERSION__: string | undefined;
 
@@ -241,7 +242,10 @@ function program(setExit: (code: number) => void): Command {
   p.command('exec')
     .description('boot the loaded kernel now: sync filesystems, then reboot(LINUX_REBOOT_CMD_KEXEC)')
     .option('--dry-run', 'check and say what would boot, do not reboot')
-    .option('--no-sync', 'do not sync filesystems first (kexec-tools -y)')
+    .option('-y, --no-sync', 'do not sync filesystems first (kexec-tools -y)')
+    // kexec-tools -x: qkexec never takes interfaces down; accepted so that the
+    // native bin/qkexec and this CLI take the same exec command lines.
+    .addOption(new Option('-x, --no-ifdown').hideHelp())
     .option('--verbose', 'print details')
     .addOption(new Option('--sysroot <dir>').hideHelp())
     .addOption(new Option('--lock-file <file>').default('/run/qkexec.lock').hideHelp())
@@ -410,8 +414,23 @@ export async function main(argv: string[], invokedAs = 'qkexec'): Promise<number
   return 0;
 }
 
+/**
+ * The name the command was invoked as: the bundle's native bin/qkexec (or
+ * bin/kexec) hands over every command line but exec to this CLI with its
+ * own argv[0]'s name in QKEXEC_INVOKED_AS (src/native/program.ts), since
+ * argv[1] is then the script; otherwise the script's (or symlink's) name.
+ */
+export function invokedName(argv1: string | undefined, env: NodeJS.ProcessEnv): string {
+  const fromNative = env[INVOKED_AS_ENV];
+  if (fromNative !== undefined && fromNative !== '') return fromNative;
+  return basename(argv1 ?? 'qkexec').replace(/\.(mjs|js|ts)$/, '');
+}
+
 export async function run(): Promise<void> {
-  process.exitCode = await main(process.argv.slice(2), basename(process.argv[1] ?? 'qkexec').replace(/\.(mjs|js|ts)$/, ''));
+  const name = invokedName(process.argv[1], process.env);
+  // Not passed on to anything this process starts.
+  delete process.env[INVOKED_AS_ENV];
+  process.exitCode = await main(process.argv.slice(2), name);
 }
 
 /** Run when this file (or the bundle made from it) is the program, possibly through a symlink named kexec. */
