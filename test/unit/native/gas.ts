@@ -23,9 +23,11 @@ export function noGas(arch: Arch): string | false {
   return ok ? false : `${t.as[0]} / ${t.objcopy} not installed (apt-get install ${t.pkg})`;
 }
 
-/** The .text GNU as makes of `source`. */
+/** The .text GNU as makes of `source`; fails, saying what to install, where the tools are missing. */
 export function gas(arch: Arch, source: string): Uint8Array {
   const t = TOOLS[arch];
+  const missing = noGas(arch);
+  assert.equal(missing, false, missing || '');
   const dir = mkdtempSync(join(tmpdir(), 'qkexec-gas-'));
   try {
     writeFileSync(join(dir, 'p.S'), source);
