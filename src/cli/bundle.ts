@@ -6,6 +6,13 @@
  *   DIR/qkexec.mjs                          the CLI, one ESM file (esbuild)
  *   DIR/node_modules/koffi/                 koffi's JavaScript
  *   DIR/node_modules/@koromix/koffi-linux-<cpu>/  its native module
+ *   DIR/bin/qkexec, DIR/bin/kexec           a static executable for the
+ *                                           arch (src/native/): execs the
+ *                                           loaded kernel itself, hands
+ *                                           every other command to the CLI
+ *
+ * bin/ is what to put in PATH (or link as /sbin/kexec): `kexec -e` and
+ * `qkexec exec`, on the reboot's critical path, then never start Node.
  *
  * koffi stays outside the bundle because it loads a native .node file by
  * path. The native package for another architecture is fetched with
@@ -19,6 +26,7 @@ import { homedir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Arch } from '../image/types.ts';
+import { nativeExec } from '../native/build.ts';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const NODE_MODULES = join(REPO, 'node_modules');
@@ -111,7 +119,16 @@ export async function bundle(arch: Arch, out: string): Promise<void> {
   const dest = join(nm, '@koromix', `koffi-linux-${NODE_CPU[arch]}`);
   cpSync(native, dest, { recursive: true });
   checkNative(dest, arch);
-  writeFileSync(join(out, 'BUNDLE'), `qkexec ${version} for ${arch} (linux-${NODE_CPU[arch]}), koffi ${koffiVersion}\nrun: node qkexec.mjs --help\n`);
+  // Two names for one program: it answers kexec-tools' spellings under either, and
+  // reads `kexec KERNEL` as load-and-boot only under the name kexec (as the CLI does).
+  const bin = join(out, 'bin');
+  mkdirSync(bin, { recursive: true });
+  const exe = nativeExec(arch);
+  for (const name of ['qkexec', 'kexec']) {
+    writeFileSync(join(bin, name), exe);
+    chmodSync(join(bin, name), 0o755); // writeFileSync's mode would not apply to a file already there
+  }
+  writeFileSync(join(out, 'BUNDLE'), `qkexec ${version} for ${arch} (linux-${NODE_CPU[arch]}), koffi ${koffiVersion}\nrun: bin/qkexec --help (or node qkexec.mjs --help); bin/kexec -e and bin/qkexec exec boot the loaded kernel without Node\n`);
 }
 
 function usage(msg: string): never {

@@ -12,7 +12,7 @@ import { readFileSync, realpathSync, writeFileSync, writeSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { basename } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { FormatError, PlanError, QkexecError } from '../errors.ts';
+import { errorLine, QkexecError } from '../errors.ts';
 import { describe, describeUki, probeFile } from '../image/probe.ts';
 import { hex } from '../memory/range.ts';
 import { formatSize } from '../memory/ranges.ts';
@@ -31,6 +31,7 @@ import { prepareCodecs } from '../unpack/codec/index.ts';
 import { formatUnpack, settleUnpack, unpackPayload, type UnpackOption } from '../load/unpack.ts';
 import { readSnapshot } from '../load/snapshot.ts';
 import { isNativeArgv, translateKexecArgv } from './compat.ts';
+import { INVOKED_AS_ENV } from '../native/program.ts';
 
 declare const __QKEXEC_VERSION__: string | undefined;
 
@@ -267,7 +268,10 @@ function program(setExit: (code: number) => void): Command {
   p.command('exec')
     .description('boot the loaded kernel now: sync filesystems, then reboot(LINUX_REBOOT_CMD_KEXEC)')
     .option('--dry-run', 'check and say what would boot, do not reboot')
-    .option('--no-sync', 'do not sync filesystems first (kexec-tools -y)')
+    .option('-y, --no-sync', 'do not sync filesystems first (kexec-tools -y)')
+    // kexec-tools -x: qkexec never takes interfaces down; accepted so that the
+    // native bin/qkexec and this CLI take the same exec command lines.
+    .addOption(new Option('-x, --no-ifdown').hideHelp())
     .option('--verbose', 'print details')
     .addOption(new Option('--sysroot <dir>').hideHelp())
     .addOption(new Option('--lock-file <file>').default('/run/qkexec.lock').hideHelp())
@@ -386,13 +390,6 @@ function program(setExit: (code: number) => void): Command {
   return p;
 }
 
-/** For errors raised without a remedy of their own. */
-function defaultRemedy(e: QkexecError): string {
-  if (e instanceof FormatError) return `check that ${e.file} is the right file and complete`;
-  if (e instanceof PlanError) return 'run qkexec plan with the same arguments to see where each segment would go';
-  return 'run with --verbose for details';
-}
-
 /** "qkexec: <message> -- <remedy>" on one line; details only with --verbose. */
 function report(e: unknown, verbose: boolean): number {
   const oneLine = (s: string) => s.replace(/\s*\n\s*/g, ' ').trim();
@@ -402,7 +399,7 @@ function report(e: unknown, verbose: boolean): number {
     return 2;
   }
   if (e instanceof QkexecError) {
-    err(`qkexec: ${oneLine(e.message)} -- ${oneLine(e.remedy ?? defaultRemedy(e))}`);
+    err(errorLine(e));
     if (verbose) {
       err(`  code: ${e.code}`);
       for (let c: unknown = e.cause; c; c = (c as Error).cause) err(`  cause: ${c instanceof Error ? c.message : String(c)}`);
@@ -451,8 +448,23 @@ export async function main(argv: string[], invokedAs = 'qkexec'): Promise<number
   return 0;
 }
 
+/**
+ * The name the command was invoked as: the bundle's native bin/qkexec (or
+ * bin/kexec) hands over every command line but exec to this CLI with its
+ * own argv[0]'s name in QKEXEC_INVOKED_AS (src/native/program.ts), since
+ * argv[1] is then the script; otherwise the script's (or symlink's) name.
+ */
+export function invokedName(argv1: string | undefined, env: NodeJS.ProcessEnv): string {
+  const fromNative = env[INVOKED_AS_ENV];
+  if (fromNative !== undefined && fromNative !== '') return fromNative;
+  return basename(argv1 ?? 'qkexec').replace(/\.(mjs|js|ts)$/, '');
+}
+
 export async function run(): Promise<void> {
-  process.exitCode = await main(process.argv.slice(2), basename(process.argv[1] ?? 'qkexec').replace(/\.(mjs|js|ts)$/, ''));
+  const name = invokedName(process.argv[1], process.env);
+  // Not passed on to anything this process starts.
+  delete process.env[INVOKED_AS_ENV];
+  process.exitCode = await main(process.argv.slice(2), name);
 }
 
 /** Run when this file (or the bundle made from it) is the program, possibly through a symlink named kexec. */

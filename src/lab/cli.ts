@@ -206,13 +206,14 @@ function benchCommand(): Command {
     .option('--jobs <n>', 'runs in flight (guest slots still cap guests at QKLAB_MAX_GUESTS)', '2')
     .option('--budget <minutes>', 'start no run after this many minutes; what is left is listed in skipped.json')
     .option('--node-before-exec', 'every loader runs node in the guest between load and exec (the same emulator history for all; see bench/README.md)')
+    .option('--node-exec', 'qkexec loaders exec with the Node CLI (node qkexec.mjs exec) instead of the native bin/qkexec, for comparison')
     .option('--resume', 'keep the runs already in OUT/results.json, make the missing ones')
     .option('--force', 'start over even though OUT/results.json exists (its runs are lost)');
 }
 
 interface BenchFlags {
   arch?: string[]; loader?: string[]; payload: string | string[]; floor: boolean; repeats: string; out?: string; json?: boolean;
-  kernel?: string; initrd?: string; jobs: string; budget?: string; resume?: boolean; force?: boolean; nodeBeforeExec?: boolean;
+  kernel?: string; initrd?: string; jobs: string; budget?: string; resume?: boolean; force?: boolean; nodeBeforeExec?: boolean; nodeExec?: boolean;
 }
 
 function positiveInt(v: string, what: string): number {
@@ -243,6 +244,7 @@ async function runBenchCommand(argv: string[], write: (s: string) => void, repor
     resume: f.resume,
     force: f.force,
     nodeBeforeExec: f.nodeBeforeExec,
+    qkexecExec: f.nodeExec ? 'node' : 'native',
     reporter,
     tty: process.stderr.isTTY === true,
   });

@@ -26,7 +26,8 @@
  * Phases (ms, host clock):
  *   loadMs             load-start → load-done of the load that is exec'd
  *   execCommandMs      QKLAB:exec → "Starting new kernel" (exec command's own
- *                      start-up, e.g. node's, plus sync and device shutdown)
+ *                      start-up -- for qkexec loaders the native bin/qkexec
+ *                      unless qkexecExec is node -- plus sync and device shutdown)
  *   execToFirstLineMs  "Starting new kernel" → new kernel's first line:
  *                      relocation, purgatory and the new kernel's earliest boot
  *   execToUserspaceMs  "Starting new kernel" → QKLAB:second-up
@@ -95,9 +96,20 @@ export interface ShellStep {
   /** Runs in the first-stage guest (busybox sh). */
   script: string;
 }
+/**
+ * The command that execs: the bundle's native bin/qkexec (`qkexec exec`,
+ * no Node), the Node CLI (`node qkexec.mjs exec`), or kexec-tools' `kexec -e`.
+ */
+export type ExecCommand = 'native' | 'node' | 'kexec-tools';
+export const EXEC_COMMANDS: readonly ExecCommand[] = ['native', 'node', 'kexec-tools'];
+
 export interface ExecStep {
   kind: 'exec';
   loader?: Loader;
+  /** Default: the scenario's qkexecExec for qkexec loaders, kexec-tools' for the others. */
+  command?: ExecCommand;
+  /** A command line of its own instead (e.g. the native program in a chroot). */
+  argv?: string[];
 }
 export type Step = LoadStep | ShellStep | ExecStep;
 
@@ -113,6 +125,11 @@ export interface Scenario {
   loaderArgs?: string[];
   /** Default: one load, then exec. */
   steps?: Step[];
+  /**
+   * How qkexec loaders exec (default native: the bundle's bin/qkexec, as a
+   * host would run it at shutdown; node: the Node CLI, for comparison).
+   */
+  qkexecExec?: 'native' | 'node';
   /** Added to the first kernel's command line (e.g. quickkexec=…). */
   firstAppend?: string;
   /** Added to the second kernel's command line. */
@@ -224,6 +241,8 @@ export interface RunOptions {
 }
 
 const QKEXEC = `node ${QKEXEC_DIR}/qkexec.mjs`;
+/** The bundle's native program (src/native/): exec without Node. */
+export const QKEXEC_NATIVE = `${QKEXEC_DIR}/bin/qkexec`;
 
 /** A shell word: quoted when a string, written as is when raw (variable expansions). */
 type Word = string | { raw: string };
@@ -264,8 +283,13 @@ function loadArgv(loader: Loader, kernel: string, initrd: string | null, append:
   return ['kexec', '-l', kernel, ...(initrd === null ? [] : [`--initrd=${initrd}`]), `--append=${append}`, ...flag, ...extra];
 }
 
-function execArgv(loader: Loader): string[] {
-  return isQkexec(loader) ? [...QKEXEC.split(' '), 'exec'] : ['kexec', '-e'];
+export function execCommandOf(s: Pick<Scenario, 'loader' | 'qkexecExec'>, st: ExecStep): ExecCommand {
+  if (st.command !== undefined) return st.command;
+  return isQkexec(st.loader ?? s.loader) ? (s.qkexecExec ?? 'native') : 'kexec-tools';
+}
+
+function execArgv(command: ExecCommand): string[] {
+  return { native: [QKEXEC_NATIVE, 'exec'], node: [...QKEXEC.split(' '), 'exec'], 'kexec-tools': ['kexec', '-e'] }[command];
 }
 
 export function secondAppend(s: Scenario, token: string): string {
@@ -306,7 +330,8 @@ export function scenarioScript(s: Scenario, token: string): string {
       if ((st.loader ?? s.loader) === 'kexec-tools-quick-region') lines.push(QUICK_REGION_SH, 'qk_region');
       lines.push(`qk_load ${shQuote(st.name ?? 'main')} ${st.expectFail ? 'fail' : 'ok'} ${argv.map(word).join(' ')}`);
     } else {
-      lines.push('echo QKLAB:exec', `${execArgv(st.loader ?? s.loader).map(shQuote).join(' ')}`, 'qk_fail "exec returned with rc=$?"');
+      const argv = st.argv ?? execArgv(execCommandOf(s, st));
+      lines.push('echo QKLAB:exec', `${argv.map(shQuote).join(' ')}`, 'qk_fail "exec returned with rc=$?"');
     }
   }
   return lines.join('\n') + '\n';
@@ -455,7 +480,8 @@ export function analyse(s: Scenario, lines: { t: number; text: string }[], token
 export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<ScenarioResult> {
   const rep = opts.reporter ?? silentReporter;
   const assets = opts.assets ?? (await ensureAssets(s.arch, { reporter: rep }));
-  const usesQkexec = s.withQkexec === true || isQkexec(s.loader) || (s.steps ?? []).some((st) => st.kind !== 'shell' && st.loader !== undefined && isQkexec(st.loader));
+  const usesQkexec = s.withQkexec === true || isQkexec(s.loader) || (s.steps ?? []).some((st) =>
+    (st.kind !== 'shell' && st.loader !== undefined && isQkexec(st.loader)) || (st.kind === 'exec' && st.command !== undefined && st.command !== 'kexec-tools'));
   const bundleDir = usesQkexec ? (s.bundleDir ?? (await ensureBundle(s.arch))) : undefined;
   const token = randomBytes(8).toString('hex');
   const marker = `qklab-marker-${randomBytes(8).toString('hex')}`;

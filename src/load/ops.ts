@@ -30,25 +30,42 @@ function facts(sys: SysReader) {
   return { capSysBoot: p.capSysBoot, uid: p.uid, lockdown: sys.lockdown(), kexecLoadDisabled: sys.kexecLoadDisabled() };
 }
 
+/**
+ * The refusals of exec, unload and status, built in one place: the native
+ * exec program (src/native/) prints the same lines.
+ */
+export function noKexecSupportError(): SystemError {
+  return new SystemError('ENOSYS', 'this kernel has no kexec support (/sys/kernel/kexec_loaded is missing: built without CONFIG_KEXEC_CORE)', {
+    errno: ERRNO.ENOSYS,
+    remedy: 'boot a kernel built with CONFIG_KEXEC or CONFIG_KEXEC_FILE',
+  });
+}
+
+export function notLoadedError(): QkexecError {
+  return new QkexecError('not-loaded', 'no kernel is loaded (/sys/kernel/kexec_loaded is 0)', {
+    remedy: 'load one first: qkexec load --kernel FILE [--initrd FILE] [--append ...]',
+  });
+}
+
+/** What exec says before rebooting without CAP_SYS_BOOT. */
+export const EXEC_WHAT = 'rebooting into the loaded kernel';
+
+export function notRootError(what: string, uid: number): SystemError {
+  return new SystemError('EPERM', `${what} needs root (CAP_SYS_BOOT); running as uid ${uid} without it`, {
+    errno: ERRNO.EPERM,
+    remedy: 'run qkexec as root (sudo qkexec ...)',
+  });
+}
+
 function requireKexec(sys: SysReader): boolean {
   const loaded = sys.kexecLoaded();
-  if (loaded === undefined) {
-    throw new SystemError('ENOSYS', 'this kernel has no kexec support (/sys/kernel/kexec_loaded is missing: built without CONFIG_KEXEC_CORE)', {
-      errno: ERRNO.ENOSYS,
-      remedy: 'boot a kernel built with CONFIG_KEXEC or CONFIG_KEXEC_FILE',
-    });
-  }
+  if (loaded === undefined) throw noKexecSupportError();
   return loaded;
 }
 
 function requireRoot(sys: SysReader, what: string): void {
   const p = sys.privileges();
-  if (!p.capSysBoot) {
-    throw new SystemError('EPERM', `${what} needs root (CAP_SYS_BOOT); running as uid ${p.uid} without it`, {
-      errno: ERRNO.EPERM,
-      remedy: 'run qkexec as root (sudo qkexec ...)',
-    });
-  }
+  if (!p.capSysBoot) throw notRootError(what, p.uid);
 }
 
 /** "/boot/k2 with initrd /boot/i2, command line "…", loaded by kexec_load at … (quick path)". */
@@ -77,12 +94,8 @@ export interface ExecReport {
  * only for --dry-run; otherwise the machine is gone or it throws.
  */
 export async function execLoaded(o: ExecOptions): Promise<ExecReport> {
-  if (!requireKexec(o.sys)) {
-    throw new QkexecError('not-loaded', 'no kernel is loaded (/sys/kernel/kexec_loaded is 0)', {
-      remedy: 'load one first: qkexec load --kernel FILE [--initrd FILE] [--append ...]',
-    });
-  }
-  requireRoot(o.sys, 'rebooting into the loaded kernel');
+  if (!requireKexec(o.sys)) throw notLoadedError();
+  requireRoot(o.sys, EXEC_WHAT);
   const st = readState(o.stateFile ?? DEFAULT_STATE_FILE, o.sys.bootId());
   const description = st ? `booting ${describeLoaded(st)}` : 'booting the loaded kernel (not loaded by qkexec: no description in the state file)';
   if (o.dryRun) return { loaded: st, description };
