@@ -20,10 +20,11 @@ import { formatPlan, planToJson } from '../plan/format.ts';
 import { planSvg } from '../plan/svg.ts';
 import { quickkexecParam, reserveSize } from '../plan/reserve.ts';
 import { SysReader } from '../sys/state.ts';
-import { buildClassic, planOnly, requestsFor, type Payload, type StrategyOption } from '../load/build.ts';
+import { buildClassic, efiStateFor, planOnly, requestsFor, type Payload, type StrategyOption } from '../load/build.ts';
 import { composeCmdline } from '../load/cmdline.ts';
 import { archInputs, load, runningCmdline, type LoadReport } from '../load/load.ts';
 import { execLoaded, formatStatus, status, unload, type StatusReport } from '../load/ops.ts';
+import { formatBootParams } from '../arch/x86_64/describe.ts';
 import type { SyscallChoice } from '../load/preconditions.ts';
 import { readSnapshot } from '../load/snapshot.ts';
 import { isNativeArgv, translateKexecArgv } from './compat.ts';
@@ -80,6 +81,7 @@ interface InputOpts {
   memmap?: string;
   fdt?: string;
   sysroot?: string;
+  noefi?: boolean;
   json?: boolean;
   verbose?: boolean;
 }
@@ -109,6 +111,7 @@ function inputOptions(c: Command): Command {
     .option('--mem-min <addr>', 'lowest address for any segment (kexec_load only)')
     .option('--mem-max <addr>', 'highest address for any segment (kexec_load only)')
     .option('--fdt <file>', 'arm64: device tree to start from instead of /sys/firmware/fdt (kexec-tools --dtb)')
+    .option('--noefi', 'x86_64: boot the next kernel without EFI, even on a UEFI machine (kexec_load only; kexec-tools --noefi)')
     .option('--iomem <file>', 'read this file instead of /proc/iomem (plan, --dry-run)')
     .option('--memmap <dir>', 'read this directory instead of /sys/firmware/memmap (plan, --dry-run)')
     .addOption(new Option('--sysroot <dir>', 'read /proc and /sys under DIR (plan, --dry-run; for tests)').hideHelp())
@@ -158,6 +161,7 @@ function formatLoadReport(r: LoadReport, verbose: boolean): string {
       lines.push(r.planInformative ? 'plan (forecast: kexec_file_load places the segments itself):' : 'plan:');
       lines.push(formatPlan(r.plan).trimEnd());
     }
+    if (r.bootParams && !r.planInformative) lines.push(...formatBootParams(r.bootParams));
   }
   return lines.join('\n');
 }
@@ -223,6 +227,7 @@ function program(setExit: (code: number) => void): Command {
         reuseCmdline: o.reuseCmdline,
         syscall: oneOf(o.syscall, ['classic', 'file', 'auto'] as const, '--syscall') as SyscallChoice,
         ...planOptsOf(o),
+        noefi: o.noefi,
         dryRun: !!o.dryRun,
         sys,
         lockFile: o.lockFile,
@@ -307,7 +312,16 @@ function program(setExit: (code: number) => void): Command {
       initrd = { file: o.initrd, size: BigInt(bytes.length), bytes };
     }
     const payload: Payload = { kernel, kernelFile: kernelPath(positional, o), initrd, cmdline };
-    const inputs = archInputs(kernel, snap, sys);
+    let inputs = archInputs(kernel, snap, sys, { noefi: o.noefi });
+    const notes: string[] = [];
+    try {
+      efiStateFor(inputs);
+    } catch (e) {
+      // kexec_load would refuse this host (efi-not-passed); the other syscalls still have a plan to show.
+      if (!(e instanceof QkexecError) || e.code !== 'efi-not-passed' || o.syscall === 'classic') throw e;
+      notes.push(`kexec_load would refuse: ${e.message}; planned without EFI state`);
+      inputs = { ...inputs, noefi: true };
+    }
     if (o.reserve) {
       const size = reserveSize(requestsFor(payload, inputs));
       if (o.json) out(toJson({ size, param: quickkexecParam(size) }));
@@ -315,17 +329,20 @@ function program(setExit: (code: number) => void): Command {
       return;
     }
     const opts = planOptsOf(o);
-    const plan = kernel.kind === 'elf' ? planOnly(payload, snap.memory, opts, inputs) : buildClassic(payload, snap.memory, opts, inputs).plan;
+    const built = kernel.kind === 'elf' ? undefined : buildClassic(payload, snap.memory, opts, inputs);
+    const plan = built?.plan ?? planOnly(payload, snap.memory, opts, inputs);
     if (o.svg) writeFileSync(o.svg, planSvg(plan, snap.memory));
     if (o.json) {
-      out(toJson({ kernel: { file: payload.kernelFile, description: describe(kernel) }, initrd: initrd && { file: initrd.file, size: initrd.size }, cmdline, plan: planToJson(plan) }));
+      out(toJson({ kernel: { file: payload.kernelFile, description: describe(kernel) }, initrd: initrd && { file: initrd.file, size: initrd.size }, cmdline, plan: planToJson(plan), bootParams: built?.bootParams, notes }));
       return;
     }
     out(`kernel   ${payload.kernelFile}: ${describe(kernel)}`);
     if (initrd) out(`initrd   ${initrd.file}: ${initrd.size} bytes`);
     out(`cmdline  ${JSON.stringify(cmdline)}`);
     if (o.syscall === 'file') out('note: with --syscall file the kernel places the segments itself; this is where kexec_load would put them');
+    for (const n of notes) out(`note: ${n}`);
     out(formatPlan(plan).trimEnd());
+    if (built?.bootParams) out(formatBootParams(built.bootParams).join('\n'));
     if (o.svg) out(`wrote ${o.svg}`);
   });
 

@@ -23,7 +23,8 @@ import type { SysReader } from '../sys/state.ts';
 import { buildClassic, planOnly, type ArchInputs, type ClassicLoad, type Payload, type PlanOptions } from './build.ts';
 import { composeCmdline, type CmdlineOptions } from './cmdline.ts';
 import { checkPreconditions, firstFailure, payloadSizeCheck, privilegesCheck, syscallOrder, type Check, type KexecSyscall, type SyscallChoice } from './preconditions.ts';
-import { factsOf, readE820, readRsdp, readSnapshot, type Snapshot } from './snapshot.ts';
+import { factsOf, readE820, readEfiHost, readRsdp, readSnapshot, type Snapshot } from './snapshot.ts';
+import type { BootParamsInfo } from '../arch/x86_64/describe.ts';
 import { DEFAULT_STATE_FILE, stateFromPlan, writeState } from './statefile.ts';
 
 export interface LoadOptions extends CmdlineOptions, PlanOptions {
@@ -38,6 +39,8 @@ export interface LoadOptions extends CmdlineOptions, PlanOptions {
   onNotice?: (message: string) => void;
   /** The syscalls (default: the real ones). */
   calls?: KexecCalls;
+  /** x86_64, kexec_load: boot the next kernel without EFI (kexec-tools --noefi). */
+  noefi?: boolean;
 }
 
 export interface LoadReport {
@@ -54,6 +57,8 @@ export interface LoadReport {
   /** True when the kernel places the segments itself (kexec_file_load): the plan is a forecast. */
   planInformative: boolean;
   segments?: { role: string; mem: bigint; memsz: bigint; bufsz: bigint }[];
+  /** x86_64 kexec_load: the boot_params segment's setup_data and EFI state. */
+  bootParams?: BootParamsInfo;
   checks: Check[];
   previouslyLoaded?: boolean;
   notices: string[];
@@ -92,11 +97,35 @@ export function runningCmdline(snap: Snapshot): string {
   return snap.cmdline;
 }
 
-export function archInputs(kernel: KernelImage, snap: Snapshot, sys: SysReader): ArchInputs {
+export function archInputs(kernel: KernelImage, snap: Snapshot, sys: SysReader, opts: { noefi?: boolean } = {}): ArchInputs {
   if (kernel.arch === 'x86_64') {
-    return { e820: readE820(sys, snap.iomem).entries, acpiRsdp: readRsdp(sys, snap.cmdline) };
+    // A fixture of another machine's memory must not be mixed with this machine's firmware (as readE820).
+    const o = sys.overrides;
+    const foreign = (o.iomem !== undefined || o.memmap !== undefined) && o.root === undefined;
+    return {
+      e820: readE820(sys, snap.iomem).entries,
+      acpiRsdp: readRsdp(sys, snap.cmdline),
+      efi: foreign ? { kind: 'none' } : readEfiHost(sys, snap.cmdline),
+      noefi: opts.noefi,
+    };
   }
+  if (opts.noefi) throw noefiArm64();
   return { fdt: sys.fdt(), random: (n) => new Uint8Array(randomBytes(n)) };
+}
+
+function noefiArm64(): QkexecError {
+  return new QkexecError('usage', '--noefi applies to x86_64 kernels: an arm64 kernel finds EFI through the device tree qkexec passes on', { remedy: 'drop --noefi' });
+}
+
+/**
+ * The syscalls to try with --noefi: only kexec_load can boot the next
+ * kernel without EFI (kexec_file_load passes the EFI state itself).
+ */
+export function noefiSyscalls(choice: SyscallChoice, order: KexecSyscall[]): KexecSyscall[] {
+  if (choice === 'file') {
+    throw new QkexecError('usage', '--noefi needs kexec_load: with --syscall file the kernel passes its EFI state on itself', { remedy: 'use --syscall classic (or auto) with --noefi, or drop --noefi' });
+  }
+  return order.filter((s) => s === 'kexec_load');
 }
 
 function segmentInfo(c: ClassicLoad) {
@@ -157,11 +186,18 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
   const cmdline = composeCmdline(o, () => runningCmdline(snap));
   let syscalls = syscallOrder(o.syscall, snap.lockdown);
   if (o.syscall === 'auto' && syscalls.length === 1) notice(`lockdown (${snap.lockdown}) forbids kexec_load: using kexec_file_load only`);
+  if (o.noefi && kernel.arch === 'x86_64') {
+    const before = syscalls;
+    syscalls = noefiSyscalls(o.syscall, syscalls);
+    if (before.includes('kexec_file_load')) notice('--noefi: using kexec_load only (kexec_file_load would pass the EFI state on)');
+    // Under lockdown nothing is left: the lockdown check below says why.
+    if (syscalls.length === 0) syscalls = ['kexec_load'];
+  }
   const halfRam = snap.memTotal === undefined ? undefined : snap.memTotal / 2n;
   const initrd = o.initrd === undefined ? undefined : readInitrd(o.initrd, syscalls.includes('kexec_load'), halfRam);
   const payload: Payload = { kernel, kernelFile: o.kernel, initrd, cmdline };
   const sizes = { kernel: BigInt(kernel.bytes.length), initrd: initrd?.size };
-  const inputs = archInputs(kernel, snap, o.sys);
+  const inputs = archInputs(kernel, snap, o.sys, { noefi: o.noefi });
 
   let classic: ClassicLoad | undefined;
   let plan: KexecPlan | undefined;
@@ -209,6 +245,7 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
     plan,
     planInformative,
     segments: classic ? segmentInfo(classic) : undefined,
+    bootParams: classic?.bootParams,
     checks,
     previouslyLoaded: snap.kexecLoaded,
     notices,
