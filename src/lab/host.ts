@@ -58,6 +58,9 @@ export function run(cmd: string, args: string[], opts: RunOptions = {}): Promise
       if (code !== 0 && !opts.allowFail) reject(new HostCommandError(`${cmd} ${args.join(' ')}`, code, r.stderr || r.stdout));
       else resolve(r);
     });
+    // A command that exits without reading its stdin makes the write fail
+    // with EPIPE; its exit status is what tells success from failure.
+    child.stdin.on('error', () => {});
     child.stdin.end(opts.input ?? '');
   });
 }
