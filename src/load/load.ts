@@ -23,7 +23,8 @@ import type { SysReader } from '../sys/state.ts';
 import { buildClassic, planOnly, type ArchInputs, type ClassicLoad, type Payload, type PlanOptions } from './build.ts';
 import { composeCmdline, type CmdlineOptions } from './cmdline.ts';
 import { checkPreconditions, firstFailure, payloadSizeCheck, privilegesCheck, syscallOrder, type Check, type KexecSyscall, type SyscallChoice } from './preconditions.ts';
-import { factsOf, readE820, readEfiHost, readRsdp, readSnapshot, type Snapshot } from './snapshot.ts';
+import { factsOf, readE820, readEfiHost, readRsdp, readSignaturePolicy, readSnapshot, type Snapshot } from './snapshot.ts';
+import { kernelFileSigned } from '../image/pe-signature.ts';
 import type { BootParamsInfo } from '../arch/x86_64/describe.ts';
 import { DEFAULT_STATE_FILE, stateFromPlan, writeState } from './statefile.ts';
 
@@ -225,7 +226,9 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
   }
 
   const planInformative = syscalls[0] === 'kexec_file_load';
+  const signed = kernelFileSigned(kernel, o.kernel);
   const checks = checkPreconditions({
+    signature: syscalls.includes('kexec_file_load') ? { file: o.kernel, signed, policy: readSignaturePolicy(o.sys) } : undefined,
     snapshot: snap,
     kernelArch: kernel.arch,
     syscalls,
@@ -295,6 +298,7 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
         facts,
         segments: sc === 'kexec_load' ? segmentInfo(classic!) : undefined,
         kernelFile: o.kernel,
+        kernelSigned: signed,
         initrdFile: initrd?.file,
         cmdlineLen: Buffer.byteLength(cmdline) + 1,
       });

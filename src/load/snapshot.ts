@@ -9,6 +9,8 @@ import { parseIomem, type IomemResource } from '../memory/iomem.ts';
 import { memoryMapFromIomem, type MemoryMap } from '../memory/map.ts';
 import { parseMemmap, e820TypeFromString, type E820Entry } from '../memory/memmap.ts';
 import { readAcpiRsdp } from '../arch/x86_64/boot_params.ts';
+import { kexecSignaturePolicy, parseKernelConfig, secureBootFromEfivar, secureBootFromMode, type SignatureFacts, type SignaturePolicy, type Tristate } from './signatures.ts';
+import { findNode, parseFdt } from '../fdt/fdt.ts';
 import { checkEfiState, parseEfiInfo, parseRuntimeMap, parseSysfsHex, parseSystab, type EfiState } from '../arch/x86_64/efi.ts';
 import { archFromNode, PATHS, type Privileges, type SysReader } from '../sys/state.ts';
 import type { SystemFacts } from '../sys/errno.ts';
@@ -167,4 +169,48 @@ export function readEfiHost(sys: SysReader, cmdline: string | undefined): EfiHos
     throw e;
   }
   return { kind: 'efi', state };
+}
+
+/**
+ * UEFI secure boot as the running system shows it: the SecureBoot EFI
+ * variable when efivarfs is mounted, else what the firmware told the
+ * kernel at boot (x86 boot_params.secure_boot, arm64
+ * /chosen/linux,uefi-secure-boot); "no" on a machine not booted through
+ * EFI; "unknown" when none of it can be read.
+ */
+export function readSecureBoot(sys: SysReader): Tristate {
+  if (!sys.efiBooted()) return 'no';
+  const v = secureBootFromEfivar(sys.efivarSecureBoot());
+  if (v !== 'unknown') return v;
+  try {
+    const bp = sys.bootParamsData();
+    if (bp !== undefined) {
+      const mode = parseEfiInfo(bp)?.secureBoot;
+      if (mode !== undefined) return secureBootFromMode(mode);
+    }
+    const fdt = sys.fdt();
+    const prop = fdt && findNode(parseFdt(fdt.bytes, fdt.file).root, '/chosen')?.props.get('linux,uefi-secure-boot');
+    if (prop !== undefined && prop.length === 4) return secureBootFromMode(new DataView(prop.buffer, prop.byteOffset, 4).getUint32(0, false));
+  } catch {
+    // unreadable or not what the kernel writes: unknown
+  }
+  return 'unknown';
+}
+
+/** Everything `status` says about kexec signatures, read from /proc and /sys. */
+export function readSignatureFacts(sys: SysReader): SignatureFacts {
+  const lockdown = sys.lockdown();
+  const cfg = sys.kernelConfig();
+  return {
+    lockdown,
+    lockdownKnown: lockdown !== undefined || sys.securityfsMounted(),
+    config: cfg && { source: cfg.source, values: parseKernelConfig(cfg.text) },
+    secureBoot: readSecureBoot(sys),
+    imaPolicy: sys.imaPolicy(),
+  };
+}
+
+export function readSignaturePolicy(sys: SysReader): SignaturePolicy & { secureBoot: Tristate; configSource?: string } {
+  const f = readSignatureFacts(sys);
+  return { ...kexecSignaturePolicy(f), secureBoot: f.secureBoot, configSource: f.config?.source };
 }

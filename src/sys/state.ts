@@ -9,6 +9,7 @@
  * --memmap, --fdt) without touching the machine.
  */
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { SystemError } from '../errors.ts';
 import type { Arch } from '../image/types.ts';
@@ -35,6 +36,11 @@ export const PATHS = {
   efiRuntimeMap: '/sys/firmware/efi/runtime-map',
   bootParamsData: '/sys/kernel/boot_params/data',
   bootId: '/proc/sys/kernel/random/boot_id',
+  securityfs: '/sys/kernel/security',
+  configGz: '/proc/config.gz',
+  osrelease: '/proc/sys/kernel/osrelease',
+  imaPolicy: '/sys/kernel/security/ima/policy',
+  efivarSecureBoot: '/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c',
 } as const;
 
 /** linux/capability.h */
@@ -299,20 +305,79 @@ export class SysReader {
     return this.indexedEntries(this.efiRuntimeMapDir(), 'EFI runtime memory map', ['type', 'phys_addr', 'virt_addr', 'num_pages', 'attribute'] as const, (t) => t);
   }
 
+  /** A binary file's bytes; undefined when absent; errors thrown (strict) or read as absent. */
+  private bytes(p: string, what: string, strict: boolean): Uint8Array | undefined {
+    try {
+      const b = this.read(this.path(p), what);
+      return b === undefined ? undefined : new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+    } catch (e) {
+      if (strict) throw e;
+      return undefined;
+    }
+  }
+
   /** /sys/kernel/boot_params/data, read strictly (EFI state needs it; errors are errors). */
   bootParamsDataStrict(): Uint8Array | undefined {
-    const b = this.read(this.path(PATHS.bootParamsData), 'boot_params of the running kernel');
-    return b === undefined ? undefined : new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+    return this.bytes(PATHS.bootParamsData, 'boot_params of the running kernel', true);
   }
 
   /** x86: the running kernel's own boot_params (for its acpi_rsdp_addr); undefined if unreadable. */
   bootParamsData(): Uint8Array | undefined {
+    return this.bytes(PATHS.bootParamsData, 'boot_params of the running kernel', false);
+  }
+
+  /**
+   * Whether /sys/kernel/security is a mounted securityfs (it has entries):
+   * only then does a missing lockdown file mean "no lockdown LSM".
+   */
+  securityfsMounted(): boolean {
     try {
-      const b = this.read(this.path(PATHS.bootParamsData), 'boot_params of the running kernel');
-      return b === undefined ? undefined : new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+      return readdirSync(this.path(PATHS.securityfs)).length > 0;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * The running kernel's configuration: /proc/config.gz (CONFIG_IKCONFIG_PROC),
+   * else /boot/config-<release> as distributions install it; undefined
+   * when neither can be read. Only informs `status`: never an error.
+   */
+  kernelConfig(): { source: string; text: string } | undefined {
+    const gz = this.path(PATHS.configGz);
+    try {
+      return { source: gz, text: gunzipSync(readFileSync(gz)).toString('utf8') };
+    } catch {
+      // absent, unreadable or corrupt: try /boot
+    }
+    let release: string | undefined;
+    try {
+      release = this.text(PATHS.osrelease, 'kernel release')?.trim();
     } catch {
       return undefined;
     }
+    if (release === undefined || !/^[\w.+~-]+$/.test(release)) return undefined;
+    const file = this.path(`/boot/config-${release}`);
+    try {
+      return { source: file, text: readFileSync(file, 'utf8') };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The IMA policy's rules (CONFIG_IMA_READ_POLICY); undefined when not readable. */
+  imaPolicy(): string[] | undefined {
+    try {
+      const t = this.text(PATHS.imaPolicy, 'IMA policy');
+      return t?.split('\n').filter((l) => l.trim() !== '');
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The SecureBoot EFI variable (efivarfs mounted); undefined when not readable. */
+  efivarSecureBoot(): Uint8Array | undefined {
+    return this.bytes(PATHS.efivarSecureBoot, 'SecureBoot EFI variable', false);
   }
 
   /** Identifies this boot: a state file from another boot is stale. */
