@@ -145,12 +145,15 @@ function assertEfiKept(r: ScenarioResult, arch: Arch): { efi1: EfiReport; efi2: 
   return { efi1, efi2 };
 }
 
-/** `plan --json` of the first kernel (x86: boot_params with the EFI state of this machine). */
-function planJson(r: ScenarioResult): { bootParams?: { efi?: { descriptors: number }; setupData: { type: string }[] } } {
-  const b64 = tagged(r, 'planjson')[0];
-  assert.ok(b64, 'plan --json ran');
+/** `plan --json` of the first kernel (x86: boot_params with the EFI state of this machine), or of `plan --noefi`. */
+function planJson(r: ScenarioResult, tag = 'planjson'): { bootParams?: { efi?: { descriptors: number }; setupData: { type: string }[]; efiOmitted?: string } } {
+  const b64 = tagged(r, tag)[0];
+  assert.ok(b64, `${tag}: plan --json ran`);
   return JSON.parse(Buffer.from(b64, 'base64').toString('utf8'));
 }
+
+/** `plan --noefi --json`: what kexec_load would pass with --noefi. */
+const planNoefi: Step = { kind: 'shell', script: `echo "QKLAB:plannoefi $(${Q} plan --noefi --json --kernel ${K2} --initrd ${I2} --append qkefi.plan=1 | base64 -w0)"` };
 
 interface Guest {
   name: string;
@@ -274,6 +277,7 @@ describe('UEFI hosts: EFI kept across kexec, signed kernels under lockdown', { c
           secondModules: k2,
           loads: arch === 'x86_64' ? [load(`other-${otherSyscall}`, K2, otherSyscall)] : [],
           loader: `qkexec-${bootSyscall}`,
+          extra: arch === 'x86_64' ? [planNoefi] : [],
         });
         const { efi1 } = assertEfiKept(r, arch);
         const st = ran(r, 'status');
@@ -286,6 +290,10 @@ describe('UEFI hosts: EFI kept across kexec, signed kernels under lockdown', { c
           const p = planJson(r);
           assert.deepEqual(p.bootParams?.setupData.map((x) => x.type), ['SETUP_EFI'], 'plan shows the SETUP_EFI node');
           assert.equal(p.bootParams?.efi?.descriptors, efi1.runtimeMap, 'as many descriptors as the running kernel\'s runtime map');
+          const n = planJson(r, 'plannoefi');
+          assert.deepEqual(n.bootParams?.setupData, [], '--noefi: no SETUP_EFI');
+          assert.equal(n.bootParams?.efi, undefined);
+          assert.match(n.bootParams?.efiOmitted ?? '', /--noefi: the next kernel boots without EFI/);
           // The kernel's own reading of the signature policy (Debian ships /boot/config-*, not in this guest).
           assert.match(st.out.join('\n'), /^kexec signatures: +unknown: no lockdown, but the kernel configuration cannot be read/m);
         }

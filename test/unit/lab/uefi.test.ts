@@ -96,3 +96,16 @@ test('moduleDepends reads depends= from a module\'s .modinfo', () => {
   assert.deepEqual(moduleDepends(ko('depends=crc32c_generic,libcrc32c')), ['crc32c_generic', 'libcrc32c']);
   assert.deepEqual(moduleDepends(new Uint8Array([1, 2, 3])), []);
 });
+
+test('qkexec lab --firmware uefi: every scenario of the matrix boots through the firmware; anything else is a usage error', async () => {
+  const { matrix, runLab } = await import('../../../src/lab/cli.ts');
+  assert.deepEqual(matrix(['x86_64'], ['qkexec-classic'], 1, { firmware: 'uefi' }).map((s) => s.firmware), ['uefi']);
+  const out: string[] = [];
+  const errWrite = process.stderr.write;
+  process.stderr.write = (() => true) as typeof process.stderr.write;
+  try {
+    assert.equal(await runLab({ argv: ['--firmware', 'efi'], write: (s) => out.push(s) }), 2);
+  } finally {
+    process.stderr.write = errWrite;
+  }
+});
