@@ -30,9 +30,15 @@ export interface UefiFirmware {
   code: string;
   /** arm64: the cached variable store, opened with snapshot=on. */
   vars?: string;
+  /**
+   * arm64: AAVMF hands the kernel QEMU's device tree instead of ACPI
+   * tables (`-M virt,acpi=off`): for kernels built without ACPI, as on
+   * boards whose UEFI firmware boots with a device tree.
+   */
+  deviceTree?: boolean;
 }
 
-/** QEMU arguments that boot `fw` (the machine type is qemuCommand's: see machineArgs). */
+/** QEMU arguments that boot `fw` (the machine type is qemu.ts's: see machineArgs). */
 export function firmwareArgs(fw: UefiFirmware): string[] {
   if (fw.arch === 'x86_64') return ['-bios', fw.code];
   return [
@@ -52,8 +58,9 @@ function need(file: string, pkg: string): void {
 }
 
 /** The UEFI firmware for `arch`, its variable store cached (see the file comment). */
-export async function ensureUefiFirmware(arch: Arch): Promise<UefiFirmware> {
+export async function ensureUefiFirmware(arch: Arch, opts: { deviceTree?: boolean } = {}): Promise<UefiFirmware> {
   if (arch === 'x86_64') {
+    if (opts.deviceTree) throw new Error('a device tree instead of ACPI is an arm64 choice: OVMF always gives x86_64 ACPI tables');
     const f = FIRMWARE_FILES.x86_64;
     need(f.code, f.package);
     return { kind: 'uefi', arch, code: f.code };
@@ -70,5 +77,5 @@ export async function ensureUefiFirmware(arch: Arch): Promise<UefiFirmware> {
     await copyFile(f.varsTemplate, tmp);
     await rename(tmp, vars);
   }
-  return { kind: 'uefi', arch, code: f.code, vars };
+  return { kind: 'uefi', arch, code: f.code, vars, ...(opts.deviceTree ? { deviceTree: true } : {}) };
 }

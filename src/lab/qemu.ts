@@ -65,7 +65,8 @@ export const EARLY_CONSOLE: Record<Arch, string> = {
  */
 export function machineArgs(o: Pick<GuestOptions, 'arch' | 'firmware'>): string[] {
   if (o.arch === 'x86_64') return [];
-  return ['-M', o.firmware ? 'virt,gic-version=3,its=on' : 'virt'];
+  if (!o.firmware) return ['-M', 'virt'];
+  return ['-M', `virt,gic-version=3,its=on${o.firmware.deviceTree ? ',acpi=off' : ''}`];
 }
 
 export function qemuCommand(o: GuestOptions): { cmd: string; args: string[] } {

@@ -129,8 +129,12 @@ export interface Scenario {
   secondInitrdBase?: string;
   memMB?: number;
   timeoutMs?: number;
-  /** 'uefi': the guest boots through OVMF / AAVMF (firmware.ts) instead of QEMU's direct boot. */
-  firmware?: 'uefi';
+  /**
+   * 'uefi': the guest boots through OVMF / AAVMF (firmware.ts) instead of
+   * QEMU's direct boot; 'uefi-dt' (arm64): AAVMF with QEMU's device tree
+   * instead of ACPI tables, for kernels without ACPI.
+   */
+  firmware?: 'uefi' | 'uefi-dt';
   /** More files in the first stage, for steps that use them (other kernels, modules…). */
   firstFiles?: GuestFile[];
   /** Checks the second kernel runs before QKLAB:second-up (initramfs.ts). */
@@ -484,7 +488,7 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
         out: join(work, 'i1.cpio'),
       }),
     );
-    const firmware = s.firmware === 'uefi' ? await ensureUefiFirmware(s.arch) : undefined;
+    const firmware = s.firmware === undefined ? undefined : await ensureUefiFirmware(s.arch, { deviceTree: s.firmware === 'uefi-dt' });
     const release = await acquireGuestSlot(() => rep.info(`${s.name}: waiting for a free guest slot`));
     let guest: Guest;
     try {

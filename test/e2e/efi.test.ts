@@ -171,7 +171,16 @@ interface Guest {
   firstFiles?: GuestFile[];
   expectStrategy?: 'quick' | 'standard';
   extra?: Step[];
+  firmware?: 'uefi' | 'uefi-dt';
 }
+
+/**
+ * The lab kernels have no ACPI: on arm64, AAVMF hands them QEMU's device
+ * tree instead (-M virt,acpi=off), as UEFI firmware on device-tree boards
+ * does. Debian's kernels run on the ACPI tables AAVMF gives by default.
+ */
+const LAB_FIRMWARE: Record<Arch, 'uefi' | 'uefi-dt'> = { x86_64: 'uefi', arm64: 'uefi-dt' };
+const FIRMWARE_NAME: Record<Arch, string> = { x86_64: 'OVMF', arm64: 'AAVMF' };
 
 async function boot(g: Guest): Promise<ScenarioResult> {
   const m1 = modulesIn(g.firstModules);
@@ -179,7 +188,7 @@ async function boot(g: Guest): Promise<ScenarioResult> {
     name: g.name,
     arch: g.arch,
     loader: g.loader,
-    firmware: 'uefi',
+    firmware: g.firmware ?? 'uefi',
     firstKernel: g.first,
     secondKernel: g.second,
     firstAppend: g.firstAppend,
@@ -266,7 +275,7 @@ describe('UEFI hosts: EFI kept across kexec, signed kernels under lockdown', { c
       // x86_64: the guest whose next kernel is 6.12 boots a kexec_load image, the other a kexec_file_load one; arm64 has kexec_load only.
       const bootSyscall = arch === 'arm64' || second === '6.12' ? 'classic' : 'file';
       const otherSyscall = bootSyscall === 'classic' ? 'file' : 'classic';
-      test(`${arch}: Debian ${first} → ${second} through ${arch === 'x86_64' ? 'OVMF' : 'AAVMF'}, ${bootSyscall === 'classic' ? 'kexec_load' : 'kexec_file_load'} boots, EFI kept`, async () => {
+      test(`${arch}: Debian ${first} → ${second} through ${FIRMWARE_NAME[arch]}, ${bootSyscall === 'classic' ? 'kexec_load' : 'kexec_file_load'} boots, EFI kept`, async () => {
         const k1 = await debianKernel(arch, first);
         const k2 = await debianKernel(arch, second);
         const r = await boot({
@@ -301,9 +310,10 @@ describe('UEFI hosts: EFI kept across kexec, signed kernels under lockdown', { c
       });
     }
 
-    test(`${arch}: lab kernel through ${arch === 'x86_64' ? 'OVMF' : 'AAVMF'}, quickkexec= from plan --reserve: both syscalls load in place, kexec_load boots, EFI kept`, async () => {
+    const labFirmware = `${FIRMWARE_NAME[arch]}${arch === 'arm64' ? ' (device tree)' : ''}`;
+    test(`${arch}: lab kernel through ${labFirmware}, quickkexec= from plan --reserve: both syscalls load in place, kexec_load boots, EFI kept`, async () => {
       const kernel = await ensurePatchedKernel(arch, { reporter: lineReporter() });
-      const g: Guest = { name: `efi-${arch}-lab-quick`, arch, first: kernel, second: kernel, loads: [], loader: 'qkexec-classic', expectStrategy: 'quick' };
+      const g: Guest = { name: `efi-${arch}-lab-quick`, arch, first: kernel, second: kernel, loads: [], loader: 'qkexec-classic', expectStrategy: 'quick', firmware: LAB_FIRMWARE[arch] };
       const reserve = await reserveFor(g, kernel);
       process.stderr.write(`[efi ${arch}] quickkexec=${reserve / MiB}M from plan --reserve on ${SYSROOT[arch]}\n`);
       // The series never writes a quick image over the loaded one: unloaded before the next load, the region is enough for each.
@@ -316,10 +326,10 @@ describe('UEFI hosts: EFI kept across kexec, signed kernels under lockdown', { c
       if (arch === 'x86_64') assert.equal(planJson(r).bootParams?.setupData[0]?.type, 'SETUP_EFI');
     });
 
-    test(`${arch}: lockdown=integrity through ${arch === 'x86_64' ? 'OVMF' : 'AAVMF'}: the unsigned lab kernel is refused in one line, the signed one loads in place and boots`, async () => {
+    test(`${arch}: lockdown=integrity through ${labFirmware}: the unsigned lab kernel is refused in one line, the signed one loads in place and boots`, async () => {
       const kernel = await ensurePatchedKernel(arch, { reporter: lineReporter() });
       const signed = await signedWithLabKey(kernel);
-      const g: Guest = { name: `efi-${arch}-lab-lockdown`, arch, first: kernel, second: signed, loads: [], loader: 'qkexec-auto', expectStrategy: 'quick' };
+      const g: Guest = { name: `efi-${arch}-lab-lockdown`, arch, first: kernel, second: signed, loads: [], loader: 'qkexec-auto', expectStrategy: 'quick', firmware: LAB_FIRMWARE[arch] };
       const reserve = await reserveFor(g, signed);
       const r = await boot({
         ...g,

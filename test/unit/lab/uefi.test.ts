@@ -28,6 +28,12 @@ test('qemuCommand: OVMF as -bios on x86_64; AAVMF as two pflash devices on a GIC
   assert.deepEqual(drives, ['if=pflash,format=raw,unit=0,readonly=on,file=/fw/CODE.fd', 'if=pflash,format=raw,unit=1,snapshot=on,file=/cache/VARS.fd']);
   const plain = qemuCommand({ arch: 'arm64', kernel: 'K', initrd: 'I', append: 'a' });
   assert.equal(plain.args[plain.args.indexOf('-M') + 1], 'virt', 'direct boot keeps the machine it had');
+  const dt = qemuCommand({ arch: 'arm64', kernel: 'K', initrd: 'I', append: 'a', firmware: { ...aavmf, deviceTree: true } });
+  assert.equal(dt.args[dt.args.indexOf('-M') + 1], 'virt,gic-version=3,its=on,acpi=off', 'AAVMF hands over QEMU\'s device tree, not ACPI');
+});
+
+test('ensureUefiFirmware: a device tree instead of ACPI is an arm64 choice', async () => {
+  await assert.rejects(ensureUefiFirmware('x86_64', { deviceTree: true }), /arm64 choice/);
 });
 
 test('ensureUefiFirmware caches the AAVMF variable store by its hash, once', { skip: existsSync(FIRMWARE_FILES.arm64.varsTemplate) ? false : 'qemu-efi-aarch64 not installed' }, async () => {
