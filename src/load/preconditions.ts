@@ -142,13 +142,13 @@ export function checkPreconditions(c: CheckInput): Check[] {
  * otherwise the kernel decides and the check says what to expect.
  */
 export function signatureCheck(sig: { file: string; signed?: boolean; policy: SignaturePolicy }, syscalls: KexecSyscall[]): Check {
-  const has = sig.signed === true ? 'signed' : sig.signed === false ? 'not signed' : 'not a PE file (no signature possible)';
+  const has = sig.signed === true ? 'signed' : sig.signed === false ? 'not signed' : 'not an image whose signature qkexec can read (not an uncompressed PE file)';
   const need = sig.policy.required === 'yes' ? `required: ${sig.policy.reason}` : sig.policy.required === 'no' ? `not required: ${sig.policy.reason}` : `maybe required: ${sig.policy.reason}`;
   const detail = `${sig.file} is ${has}; kexec signatures ${need}`;
-  if (sig.policy.required === 'yes' && sig.signed !== true && sig.policy.imaAppraisesKexec === 'no' && syscalls.length === 1) {
+  if (sig.policy.required === 'yes' && sig.signed === false && sig.policy.imaAppraisesKexec === 'no' && syscalls.length === 1) {
     return fail('kernel signature', new SystemError('EPERM', `${sig.file} is ${has}, and the running kernel takes only signed kernels (${sig.policy.reason})`, { errno: ERRNO.EPERM, remedy: SIGN_REMEDY }));
   }
-  return pass('kernel signature', sig.policy.required === 'yes' && sig.signed !== true ? `${detail}; the kernel decides (an IMA policy may appraise it)` : detail);
+  return pass('kernel signature', sig.policy.required === 'yes' && sig.signed !== true ? `${detail}; the kernel decides${sig.signed === false ? ' (an IMA policy may appraise it)' : ''}` : detail);
 }
 
 export function firstFailure(checks: Check[]): QkexecError | undefined {

@@ -68,6 +68,9 @@ test('the kernel signature check fails only when the refusal is certain', () => 
   assert.match(u.detail, /\/k is not signed; kexec signatures required: lockdown \(integrity\) refuses unsigned kernels; the kernel decides/);
   assert.equal(signatureCheck({ file: '/k', signed: true, policy }, ['kexec_file_load']).ok, true);
   assert.equal(signatureCheck({ file: '/k', signed: false, policy }, ['kexec_file_load', 'kexec_load']).ok, true, 'another syscall is left to try');
+  const unreadable = signatureCheck({ file: '/k.gz', signed: undefined, policy }, ['kexec_file_load']);
+  assert.equal(unreadable.ok, true, 'what qkexec cannot read, the kernel decides');
+  assert.match(unreadable.detail, /^\/k.gz is not an image whose signature qkexec can read .*; the kernel decides$/);
 });
 
 test('status on fixture machines: lockdown, kexec signatures, secure boot', () => {
