@@ -52,6 +52,7 @@ const OPTS: Record<string, OptSpec> = {
   memMin: { long: ['mem-min'], arg: true },
   memMax: { long: ['mem-max'], arg: true },
   type: { short: 't', long: ['type'], arg: true },
+  noefi: { long: ['noefi'], arg: false },
 };
 
 const BY_SHORT = new Map<string, string>();
@@ -155,6 +156,7 @@ export function translateKexecArgv(argv: readonly string[], opts: { implicitExec
     if (val('dtb') !== undefined) out.push('--fdt', val('dtb')!);
     if (val('memMin') !== undefined) out.push('--mem-min', val('memMin')!);
     if (val('memMax') !== undefined) out.push('--mem-max', val('memMax')!);
+    if (has('noefi')) out.push('--noefi');
     if (syscall) out.push('--syscall', syscall);
     return [...out, ...common];
   };

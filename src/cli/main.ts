@@ -20,7 +20,7 @@ import { formatPlan, planToJson } from '../plan/format.ts';
 import { planSvg } from '../plan/svg.ts';
 import { quickkexecParam, reloadReserveSize, reserveSize } from '../plan/reserve.ts';
 import { SysReader } from '../sys/state.ts';
-import { buildClassic, requestsFor, type Payload, type StrategyOption } from '../load/build.ts';
+import { buildClassic, efiStateFor, requestsFor, type Payload, type StrategyOption } from '../load/build.ts';
 import { composeCmdline } from '../load/cmdline.ts';
 import { describeFileLoadKernel, fileLoadKernel } from '../load/fileload.ts';
 import { initrdParts, joinInitrd } from '../load/initrd.ts';
@@ -29,6 +29,7 @@ import { execLoaded, formatStatus, status, unload, type StatusReport } from '../
 import { syscallOrder, type SyscallChoice } from '../load/preconditions.ts';
 import { prepareCodecs } from '../unpack/codec/index.ts';
 import { formatUnpack, settleUnpack, unpackPayload, type UnpackOption } from '../load/unpack.ts';
+import { formatBootParams } from '../arch/x86_64/describe.ts';
 import { readSnapshot } from '../load/snapshot.ts';
 import { isNativeArgv, translateKexecArgv } from './compat.ts';
 import { INVOKED_AS_ENV } from '../native/program.ts';
@@ -85,6 +86,7 @@ interface InputOpts {
   memmap?: string;
   fdt?: string;
   sysroot?: string;
+  noefi?: boolean;
   json?: boolean;
   verbose?: boolean;
   /** --unpack (true) / --no-unpack (false); unset: auto. */
@@ -122,6 +124,7 @@ function inputOptions(c: Command): Command {
     .option('--unpack', 'decompress the kernel (x86_64 bzImage) and every compressed initramfs part at load time, so the next kernel only copies (default: auto, on the quick path when the unpacked payload fits the Quick kexec region)')
     .option('--no-unpack', 'load the kernel and initramfs as they are')
     .option('--fdt <file>', 'arm64: device tree to start from instead of /sys/firmware/fdt (kexec-tools --dtb)')
+    .option('--noefi', 'x86_64: boot the next kernel without EFI, even on a UEFI machine (kexec_load only; kexec-tools --noefi)')
     .option('--iomem <file>', 'read this file instead of /proc/iomem (plan, --dry-run)')
     .option('--memmap <dir>', 'read this directory instead of /sys/firmware/memmap (plan, --dry-run)')
     .addOption(new Option('--sysroot <dir>', 'read /proc and /sys under DIR (plan, --dry-run; for tests)').hideHelp())
@@ -174,6 +177,7 @@ function formatLoadReport(r: LoadReport, verbose: boolean): string {
       lines.push(r.planInformative ? 'plan (forecast: kexec_file_load places the segments itself):' : 'plan:');
       lines.push(formatPlan(r.plan).trimEnd());
     }
+    if (r.bootParams && !r.planInformative) lines.push(...formatBootParams(r.bootParams));
   }
   return lines.join('\n');
 }
@@ -250,6 +254,7 @@ function program(setExit: (code: number) => void): Command {
         syscall: oneOf(o.syscall, ['classic', 'file', 'auto'] as const, '--syscall') as SyscallChoice,
         unpack: unpackOf(o),
         ...planOptsOf(o),
+        noefi: o.noefi,
         dryRun: !!o.dryRun,
         sys,
         lockFile: o.lockFile,
@@ -334,7 +339,16 @@ function program(setExit: (code: number) => void): Command {
     const initrd = joinInitrd(initrdParts(o.initrd, kernel.uki, true));
     const packed: Payload = { kernel, kernelFile: kernelPath(positional, o), initrd, cmdline };
     if (unpackOf(o) !== 'off') await prepareCodecs();
-    const inputs = archInputs(kernel, snap, sys, packed.kernelFile);
+    let inputs = archInputs(kernel, snap, sys, { kernelFile: packed.kernelFile, noefi: o.noefi });
+    const notes: string[] = [];
+    try {
+      efiStateFor(inputs);
+    } catch (e) {
+      // kexec_load would refuse this host (efi-not-passed); the other syscalls still have a plan to show.
+      if (!(e instanceof QkexecError) || e.code !== 'efi-not-passed' || o.syscall === 'classic') throw e;
+      notes.push(`kexec_load would refuse: ${e.message}; planned without EFI state`);
+      inputs = { ...inputs, noefi: true };
+    }
     const opts = planOptsOf(o);
     const syscalls = syscallOrder(oneOf(o.syscall, ['classic', 'file', 'auto'] as const, '--syscall') as SyscallChoice, snap.lockdown);
     const context = { strategy: opts.strategy, memory: snap.memory, memTotal: snap.memTotal, syscalls, platform: kernel.arch === 'x86_64' ? x86Platform(sys) : undefined };
@@ -356,14 +370,14 @@ function program(setExit: (code: number) => void): Command {
       return;
     }
     const r = unpackPayload(packed, { ...context, option: unpackOf(o) });
-    const build = (pl: Payload) => ({ plan: buildClassic(pl, snap.memory, opts, inputs).plan });
+    const build = (pl: Payload) => buildClassic(pl, snap.memory, opts, inputs);
     const { built, summary } = settleUnpack(packed, r, build);
     const plan = built.plan;
     const fileKernel = o.syscall === 'classic' ? undefined : describeFileLoadKernel(kernel, fileLoadKernel(kernel));
     if (o.svg) writeFileSync(o.svg, planSvg(plan, snap.memory));
     const initrdJson = initrd && { file: initrd.file, size: initrd.size, parts: initrd.parts.map((p) => ({ source: p.source, size: p.size })) };
     if (o.json) {
-      out(toJson({ kernel: { file: packed.kernelFile, description: describe(kernel) }, uki: kernel.uki && { description: describeUki(kernel.uki), cmdline: kernel.uki.cmdline }, fileLoadKernel: fileKernel, initrd: initrdJson, cmdline, unpack: summary, plan: planToJson(plan) }));
+      out(toJson({ kernel: { file: packed.kernelFile, description: describe(kernel) }, uki: kernel.uki && { description: describeUki(kernel.uki), cmdline: kernel.uki.cmdline }, fileLoadKernel: fileKernel, initrd: initrdJson, cmdline, unpack: summary, plan: planToJson(plan), bootParams: built.bootParams, notes }));
       return;
     }
     out(`kernel   ${packed.kernelFile}: ${describe(kernel)}`);
@@ -373,7 +387,9 @@ function program(setExit: (code: number) => void): Command {
     if (fileKernel) out(`kexec_file_load kernel fd: ${fileKernel}`);
     for (const l of formatUnpack(summary)) out(l);
     if (o.syscall === 'file') out('note: with --syscall file the kernel places the segments itself; this is where kexec_load would put them');
+    for (const n of notes) out(`note: ${n}`);
     out(formatPlan(plan).trimEnd());
+    if (built.bootParams) out(formatBootParams(built.bootParams).join('\n'));
     if (o.svg) out(`wrote ${o.svg}`);
   });
 

@@ -103,12 +103,21 @@ async function ensureAptKnows(arch: Arch, probe: string, p: StepProgress): Promi
 }
 
 async function newestKernelPackage(arch: Arch, p: StepProgress): Promise<string> {
+  return newestPackage(arch, 'linux-image-6.1.0-', KERNEL_PACKAGE[arch], p);
+}
+
+/**
+ * The newest `arch` package whose name starts with `prefix` and matches
+ * `pattern`, whose first group is the number compared ("…-56-…", "6.12.117"),
+ * arch-qualified for apt-get download.
+ */
+export async function newestPackage(arch: Arch, prefix: string, pattern: RegExp, p: StepProgress): Promise<string> {
   await ensureAptKnows(arch, `busybox-static:${DEB_ARCH[arch]}`, p);
   const find = async (): Promise<string | undefined> => {
-    const names = (await run('apt-cache', ['pkgnames', 'linux-image-6.1.0-'])).stdout.split('\n');
+    const names = (await run('apt-cache', ['pkgnames', prefix])).stdout.split('\n');
     let best: { n: number; name: string } | undefined;
     for (const name of names) {
-      const m = KERNEL_PACKAGE[arch].exec(name.trim());
+      const m = pattern.exec(name.trim());
       if (m && (best === undefined || Number(m[1]) > best.n)) best = { n: Number(m[1]), name: m[0] };
     }
     return best?.name;
@@ -119,7 +128,7 @@ async function newestKernelPackage(arch: Arch, p: StepProgress): Promise<string>
     aptUpdated = true;
     name = await find();
   }
-  if (name === undefined) throw new Error(`no package matching ${KERNEL_PACKAGE[arch]} in the apt lists`);
+  if (name === undefined) throw new Error(`no package matching ${pattern} in the apt lists`);
   return `${name}:${DEB_ARCH[arch]}`;
 }
 
@@ -152,7 +161,8 @@ async function libraryClosure(roots: string[], debArch: string): Promise<string[
   return [...seen].sort();
 }
 
-async function download(pkgs: string[], dir: string): Promise<string[]> {
+/** apt-get download into `dir`; the .deb files there afterwards. */
+export async function download(pkgs: string[], dir: string): Promise<string[]> {
   await run('apt-get', [...APT_QUIET, 'download', ...pkgs], { cwd: dir, env: aptEnv });
   return (await readdir(dir)).filter((f) => f.endsWith('.deb')).map((f) => join(dir, f));
 }

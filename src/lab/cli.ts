@@ -35,6 +35,8 @@ export interface LabOptions {
   arches?: Arch[];
   loaders?: Loader[];
   repeats?: number;
+  /** 'uefi': the guests boot through OVMF / AAVMF (firmware.ts); default QEMU's direct boot. */
+  firmware?: 'uefi';
   reporter?: Reporter;
   /** Where the table / JSON goes (default stdout). */
   write?: (s: string) => void;
@@ -125,14 +127,16 @@ function parseArgv(argv: string[]): LabOptions {
     .option('--arch <arch...>', 'x86_64 and/or arm64 (default both)')
     .option('--loader <loader...>', `any of ${LOADERS.join(', ')}`)
     .option('--repeats <n>', 'runs per scenario', '1')
+    .option('--firmware <kind>', 'bios (QEMU\'s direct boot, the default) or uefi (OVMF on x86_64, AAVMF with a GICv3 ITS on arm64)', 'bios')
     .addHelpText('after', '\nAlso: qkexec lab bench --help (the benchmark), qkexec lab report RESULTS.json OUTDIR.');
   p.parse(argv, { from: 'user' });
-  const o = p.opts<{ demo?: boolean; json?: boolean; arch?: string[]; loader?: string[]; repeats: string }>();
+  const o = p.opts<{ demo?: boolean; json?: boolean; arch?: string[]; loader?: string[]; repeats: string; firmware: string }>();
+  if (o.firmware !== 'bios' && o.firmware !== 'uefi') throw new Error(`unknown firmware ${o.firmware} (bios or uefi)`);
   for (const a of o.arch ?? []) if (a !== 'x86_64' && a !== 'arm64') throw new Error(`unknown arch ${a}`);
   for (const l of o.loader ?? []) if (!(LOADERS as readonly string[]).includes(l)) throw new Error(`unknown loader ${l}`);
   const repeats = Number(o.repeats);
   if (!Number.isInteger(repeats) || repeats < 1) throw new Error(`--repeats wants a positive integer, got ${o.repeats}`);
-  return { demo: o.demo, json: o.json, arches: o.arch as Arch[] | undefined, loaders: o.loader as Loader[] | undefined, repeats };
+  return { demo: o.demo, json: o.json, arches: o.arch as Arch[] | undefined, loaders: o.loader as Loader[] | undefined, repeats, firmware: o.firmware === 'uefi' ? 'uefi' : undefined };
 }
 
 /** On the patched kernel: the same-kernel reference and qkexec's quick path. */
@@ -290,7 +294,7 @@ export async function runLab(opts: LabOptions = {}): Promise<number> {
   if (o.demo) return runDemo(o, write, reporter);
   const arches = o.arches ?? ['x86_64', 'arm64'];
   const loaders = o.loaders ?? DEMO_LOADERS;
-  const results = await runMatrix(matrix(arches, loaders, o.repeats ?? 1), reporter);
+  const results = await runMatrix(matrix(arches, loaders, o.repeats ?? 1, o.firmware ? { firmware: o.firmware } : {}), reporter);
   if (o.json) write(JSON.stringify(labReport(results), null, 2) + '\n');
   else write(formatTable(results) + TABLE_NOTE);
   return results.every((r) => r.ok) ? 0 : 1;

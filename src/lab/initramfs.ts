@@ -72,16 +72,34 @@ export interface SecondStageOptions {
   marker: string;
   /** MiB of incompressible padding (payload-size benchmarks). */
   paddingMB?: number;
+  /** Checks the second kernel runs before it reports (see SecondStageCheck). */
+  check?: SecondStageCheck;
   out: string;
 }
 
-export function secondStageInit(token: string, marker: string): string {
+/**
+ * What a scenario wants to look at in the second kernel besides its command
+ * line and initramfs (its firmware interfaces, say): a busybox sh script
+ * run before the QKLAB:second-up line, reporting with QKLAB: lines of its
+ * own, and the files it needs (kernel modules…).
+ */
+export interface SecondStageCheck {
+  script: string;
+  files?: GuestFile[];
+}
+
+export function secondStageInit(token: string, marker: string, check?: string): string {
   const bb = '/bin/busybox';
+  // Only guests that check something pay for the applet links and the script.
+  const checks = check === undefined ? '' : `${bb} --install -s
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+${check.trimEnd()}
+`;
   return `#!/bin/busybox sh
 ${bb} mount -t proc proc /proc
 ${bb} mount -t sysfs sysfs /sys
 ${bb} mount -t devtmpfs devtmpfs /dev
-cmdline=$(${bb} cat /proc/cmdline)
+${checks}cmdline=$(${bb} cat /proc/cmdline)
 token=missing
 case " $cmdline " in *${shQuote(` ${TOKEN_PARAM}=${token} `)}*) token=ok ;; esac
 marker=missing
@@ -106,8 +124,9 @@ export async function buildSecondStage(o: SecondStageOptions): Promise<ImageInfo
   const padding = o.paddingMB ? await paddingFile(o.paddingMB) : undefined;
   return writeImage(o.out, async (w) => {
     await skeleton(w, o.busybox);
-    await w.file('/init', Buffer.from(secondStageInit(o.token, o.marker)), { mode: 0o755 });
+    await w.file('/init', Buffer.from(secondStageInit(o.token, o.marker, o.check?.script)), { mode: 0o755 });
     await w.file(MARKER_FILE, Buffer.from(o.marker));
+    if (o.check?.files) await addFiles(w, o.check.files);
     if (padding !== undefined) {
       await w.file(PADDING_FILE, padding);
       await w.file(`${PADDING_FILE}.sha256`, Buffer.from(`${await sha256File(padding)}  ${PADDING_FILE.slice(1)}\n`));
@@ -154,6 +173,8 @@ export interface FirstStageOptions {
   initrd2: string;
   /** Shell script sourced by /init (see scenario.ts). */
   scenario: string;
+  /** More files the scenario's steps use (other kernels, modules…). */
+  files?: GuestFile[];
   out: string;
 }
 
@@ -201,6 +222,7 @@ export async function buildFirstStage(o: FirstStageOptions): Promise<ImageInfo> 
     if (o.kexec) await addFiles(w, o.kexec);
     if (o.node) await addFiles(w, o.node);
     if (o.bundleDir) await addTree(w, o.bundleDir, QKEXEC_DIR);
+    if (o.files) await addFiles(w, o.files);
     await w.file(K2, o.kernel2, { mode: 0o644 });
     await w.file(I2, o.initrd2, { mode: 0o644 });
   });

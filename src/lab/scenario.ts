@@ -44,7 +44,9 @@ import { join } from 'node:path';
 import { ensureAssets, type Arch, type ArchAssets } from './assets.ts';
 import { ensureBundle } from './bundle.ts';
 import { shQuote } from './host.ts';
-import { buildFirstStage, buildSecondStage, I2, K2, QKEXEC_DIR, TOKEN_PARAM, type ImageInfo } from './initramfs.ts';
+import { buildFirstStage, buildSecondStage, I2, K2, QKEXEC_DIR, TOKEN_PARAM, type ImageInfo, type SecondStageCheck } from './initramfs.ts';
+import type { GuestFile } from './elf-deps.ts';
+import { ensureUefiFirmware } from './firmware.ts';
 import { CONSOLE_APPEND, EARLY_CONSOLE, Guest, type GuestExit } from './qemu.ts';
 import { acquireGuestSlot } from './slots.ts';
 import { silentReporter, type Reporter } from './progress.ts';
@@ -144,6 +146,16 @@ export interface Scenario {
   secondInitrdBase?: string;
   memMB?: number;
   timeoutMs?: number;
+  /**
+   * 'uefi': the guest boots through OVMF / AAVMF (firmware.ts) instead of
+   * QEMU's direct boot; 'uefi-dt' (arm64): AAVMF with QEMU's device tree
+   * instead of ACPI tables, for kernels without ACPI.
+   */
+  firmware?: 'uefi' | 'uefi-dt';
+  /** More files in the first stage, for steps that use them (other kernels, modules…). */
+  firstFiles?: GuestFile[];
+  /** Checks the second kernel runs before QKLAB:second-up (initramfs.ts). */
+  secondCheck?: SecondStageCheck;
   /** qkexec bundle directory; built with `npm run bundle` when absent. */
   bundleDir?: string;
   /**
@@ -498,9 +510,11 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
         kernel2,
         initrd2: i2.path,
         scenario: scenarioScript(s, token),
+        files: s.firstFiles,
         out: join(work, 'i1.cpio'),
       }),
     );
+    const firmware = s.firmware === undefined ? undefined : await ensureUefiFirmware(s.arch, { deviceTree: s.firmware === 'uefi-dt' });
     const release = await acquireGuestSlot(() => rep.info(`${s.name}: waiting for a free guest slot`));
     let guest: Guest;
     try {
@@ -513,6 +527,7 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
           memMB: s.memMB ?? 1024 + 3 * (s.paddingMB ?? 0),
           timeoutMs: s.timeoutMs ?? 180_000,
           echo: opts.echo,
+          firmware,
         });
         // The guest reboots (and QEMU exits, -no-reboot) after second-up or a
         // failure; a guest that does not is killed shortly after.
@@ -559,8 +574,9 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
  * so a benchmark can size a reservation from a sample.
  */
 export async function buildSecondInitrd(s: Scenario, busybox: string, token: string, marker: string, out: string): Promise<ImageInfo> {
-  if (s.secondInitrdBase === undefined) return buildSecondStage({ busybox, token, marker, paddingMB: s.paddingMB, out });
-  const own = await buildSecondStage({ busybox, token, marker, paddingMB: s.paddingMB, out: `${out}.stage` });
+  const check = s.secondCheck;
+  if (s.secondInitrdBase === undefined) return buildSecondStage({ busybox, token, marker, paddingMB: s.paddingMB, check, out });
+  const own = await buildSecondStage({ busybox, token, marker, paddingMB: s.paddingMB, check, out: `${out}.stage` });
   try {
     // The kernel finds a cpio header after a compressed archive only at a
     // 4-byte aligned offset: pad the user's archive with zeros (skipped).

@@ -16,6 +16,9 @@ import { segmentRequests, type SegmentSizes } from '../plan/requests.ts';
 import { makePlan } from '../plan/plan.ts';
 import type { KexecPlan, PlannedSegment, SegmentRequest, SegmentRole } from '../plan/types.ts';
 import { buildBootParams, bootParamsSize, type E820Entry } from '../arch/x86_64/boot_params.ts';
+import { describeBootParams, type BootParamsInfo } from '../arch/x86_64/describe.ts';
+import type { EfiState } from '../arch/x86_64/efi.ts';
+import type { EfiHost } from './snapshot.ts';
 import { x86Purgatory, X86_PURGATORY_SIZE } from '../arch/x86_64/purgatory.ts';
 import { arm64Purgatory, ARM64_PURGATORY_SIZE } from '../arch/arm64/purgatory.ts';
 import { buildArm64Dtb, arm64DtbSize } from '../arch/arm64/chosen.ts';
@@ -39,6 +42,8 @@ export interface ClassicLoad {
   plan: KexecPlan;
   segments: BuiltSegment[];
   entry: bigint;
+  /** x86_64: what the boot_params segment carries (setup_data, EFI state). */
+  bootParams?: BootParamsInfo;
 }
 
 export interface Payload {
@@ -62,6 +67,10 @@ export interface ArchInputs {
   e820?: E820Entry[];
   /** x86_64: the ACPI RSDP. */
   acpiRsdp?: bigint;
+  /** x86_64: the host's firmware, for the EFI state in boot_params (undefined: none). */
+  efi?: EfiHost;
+  /** x86_64: --noefi, boot the next kernel without EFI even on an EFI host. */
+  noefi?: boolean;
   /** arm64: the device tree the new kernel starts from: the running one, --fdt, or a UKI's .dtb. */
   fdt?: { bytes: Uint8Array; file: string };
   /** arm64: when `fdt` is not the running tree, the running one, for its /chosen EFI properties. */
@@ -99,12 +108,36 @@ function x86HeaderSource(k: BzImage | ElfKernel): Uint8Array {
   return k.kind === 'bzimage' ? k.file : vmlinuxSetupHeader();
 }
 
+/**
+ * The EFI state the next x86 kernel gets: the host's, unless --noefi or
+ * the host has none. An EFI host whose state kexec_load cannot pass on is
+ * refused rather than booted into a kernel without EFI runtime services.
+ */
+export function efiStateFor(a: ArchInputs): EfiState | undefined {
+  const h = a.efi;
+  if (a.noefi || h === undefined || h.kind === 'none') return undefined;
+  if (h.kind === 'efi') return h.state;
+  throw new QkexecError('efi-not-passed', `this machine booted through UEFI, but ${h.reason}: kexec_load cannot pass the EFI state on, and the next kernel would boot without EFI runtime services (no EFI variables, no EFI reset or time services)`, {
+    remedy: 'use --syscall file (the kernel passes its EFI state itself), or add --noefi to boot the next kernel without EFI',
+  });
+}
+
+/**
+ * The EFI state for sizing a forecast (planOnly, requestsFor): where
+ * kexec_load would refuse the host, kexec_file_load still loads, and its
+ * plan is sized as boot_params without EFI state.
+ */
+function efiStateForecast(a: ArchInputs): EfiState | undefined {
+  return a.efi?.kind === 'efi' && !a.noefi ? a.efi.state : undefined;
+}
+
 /** Sizes of the boot data for segmentRequests, without addresses. */
-function sizesFor(p: Payload, a: ArchInputs, dtbSize?: bigint): SegmentSizes {
+function sizesFor(p: Payload, a: ArchInputs, dtbSize?: bigint, forecast = false): SegmentSizes {
   const k = p.kernel;
   const sizes: SegmentSizes = { initrd: p.initrd?.size };
   if (k.kind === 'bzimage' || (k.kind === 'elf' && k.arch === 'x86_64')) {
-    sizes.bootParams = BigInt(bootParamsSize({ kernelFile: x86HeaderSource(k), cmdline: p.cmdline, e820: a.e820 ?? [] }));
+    const efi = forecast ? efiStateForecast(a) : efiStateFor(a);
+    sizes.bootParams = BigInt(bootParamsSize({ kernelFile: x86HeaderSource(k), cmdline: p.cmdline, e820: a.e820 ?? [], efi }));
     sizes.purgatory = BigInt(X86_PURGATORY_SIZE);
   } else if (k.kind === 'arm64-image') {
     sizes.dtb = dtbSize;
@@ -126,11 +159,12 @@ export function requestsFor(p: Payload, a: ArchInputs): SegmentRequest[] {
   const k = p.kernel;
   if (k.kind === 'arm64-image' && a.fdt) return segmentRequests(k, sizesFor(p, a, arm64DtbBytes(p, a.fdt, a)));
   if (k.arch === 'x86_64' && !a.e820) return segmentRequests(k, { initrd: p.initrd?.size, purgatory: BigInt(X86_PURGATORY_SIZE) });
-  return segmentRequests(k, sizesFor(p, a));
+  return segmentRequests(k, sizesFor(p, a, undefined, true));
 }
 
 function buildX86(k: BzImage | ElfKernel, p: Payload, memory: MemoryMap, opts: PlanOptions, a: ArchInputs): ClassicLoad {
   if (!a.e820) throw new QkexecError('no-e820', 'no e820 memory map to pass to the new kernel', { remedy: 'mount sysfs (/sys/firmware/memmap) or pass --memmap DIR' });
+  const efi = efiStateFor(a);
   const plan = planFor(p, memory, opts, sizesFor(p, a));
   const bp = one(plan, 'boot_params');
   const purg = one(plan, 'purgatory');
@@ -152,7 +186,7 @@ function buildX86(k: BzImage | ElfKernel, p: Payload, memory: MemoryMap, opts: P
     kernelBytes = elf.segments.map((s) => s.buf);
     entry = elf.entry;
   }
-  const bootParams = buildBootParams({
+  const bpOpts = {
     kernelFile: x86HeaderSource(k),
     cmdline: p.cmdline,
     cmdlineAddr: bp.mem + 4096n,
@@ -160,9 +194,17 @@ function buildX86(k: BzImage | ElfKernel, p: Payload, memory: MemoryMap, opts: P
     e820: a.e820,
     acpiRsdp: a.acpiRsdp,
     decompressorFlags: flags,
-  });
+    efi,
+  };
+  const bootParams = buildBootParams(bpOpts);
   const purgatory = x86Purgatory({ base: purg.mem, bootParams: bp.mem, entry });
-  return assemble(plan, { kernel: kernelBytes, initrd: p.initrd?.bytes, boot_params: bootParams, purgatory });
+  const efiOmitted =
+    a.efi?.kind === 'efi-incomplete'
+      ? `this machine booted through UEFI, but ${a.efi.reason}: the next kernel boots without EFI`
+      : a.noefi && a.efi?.kind === 'efi'
+        ? 'this machine booted through UEFI; --noefi: the next kernel boots without EFI'
+        : undefined;
+  return { ...assemble(plan, { kernel: kernelBytes, initrd: p.initrd?.bytes, boot_params: bootParams, purgatory }), bootParams: describeBootParams(bpOpts, bp.mem, efiOmitted) };
 }
 
 /**

@@ -29,7 +29,9 @@ import { composeCmdline, type CmdlineOptions } from './cmdline.ts';
 import { describeFileLoadKernel, fileLoadKernel, unsupportedFileLoad, withFileLoadFds } from './fileload.ts';
 import { initrdParts, joinInitrd, type Initrd } from './initrd.ts';
 import { checkPreconditions, firstFailure, payloadSizeCheck, privilegesCheck, syscallOrder, type Check, type KexecSyscall, type SyscallChoice } from './preconditions.ts';
-import { factsOf, readE820, readRsdp, readSnapshot, type Snapshot } from './snapshot.ts';
+import { factsOf, readE820, readEfiHost, readRsdp, readSignaturePolicy, readSnapshot, type Snapshot } from './snapshot.ts';
+import { kernelFileSigned } from '../image/pe-signature.ts';
+import type { BootParamsInfo } from '../arch/x86_64/describe.ts';
 import { DEFAULT_STATE_FILE, readState, stateFromPlan, writeState, type LoadedState } from './statefile.ts';
 import { withLoadedQuickImage } from '../memory/map.ts';
 import type { Range } from '../memory/range.ts';
@@ -49,6 +51,8 @@ export interface LoadOptions extends CmdlineOptions, PlanOptions {
   onNotice?: (message: string) => void;
   /** The syscalls (default: the real ones). */
   calls?: KexecCalls;
+  /** x86_64, kexec_load: boot the next kernel without EFI (kexec-tools --noefi). */
+  noefi?: boolean;
 }
 
 export interface LoadReport {
@@ -69,6 +73,8 @@ export interface LoadReport {
   /** True when the kernel places the segments itself (kexec_file_load): the plan is a forecast. */
   planInformative: boolean;
   segments?: { role: string; mem: bigint; memsz: bigint; bufsz: bigint }[];
+  /** x86_64 kexec_load: the boot_params segment's setup_data and EFI state. */
+  bootParams?: BootParamsInfo;
   checks: Check[];
   previouslyLoaded?: boolean;
   notices: string[];
@@ -96,14 +102,39 @@ export function runningCmdline(snap: Snapshot): string {
  * (linux,uefi-*), which describe this machine's firmware and are carried
  * over as the EFI stub would add them.
  */
-export function archInputs(kernel: KernelImage, snap: Snapshot, sys: SysReader, kernelFile = 'kernel'): ArchInputs {
+export function archInputs(kernel: KernelImage, snap: Snapshot, sys: SysReader, opts: { kernelFile?: string; noefi?: boolean } = {}): ArchInputs {
   const random = (n: number) => new Uint8Array(randomBytes(n));
   if (kernel.arch === 'x86_64') {
-    return { e820: readE820(sys, snap.iomem).entries, acpiRsdp: readRsdp(sys, snap.cmdline), random };
+    // A fixture of another machine's memory must not be mixed with this machine's firmware (as readE820).
+    const o = sys.overrides;
+    const foreign = (o.iomem !== undefined || o.memmap !== undefined) && o.root === undefined;
+    return {
+      e820: readE820(sys, snap.iomem).entries,
+      acpiRsdp: readRsdp(sys, snap.cmdline),
+      efi: foreign ? { kind: 'none' } : readEfiHost(sys, snap.cmdline),
+      noefi: opts.noefi,
+      random,
+    };
   }
+  if (opts.noefi) throw noefiArm64();
   const dtb = kernel.uki?.dtb;
   if (dtb === undefined || sys.overrides.fdt !== undefined) return { fdt: sys.fdt(), random };
-  return { fdt: { bytes: dtb, file: `${kernelFile} (UKI .dtb)` }, efiChosenFrom: sys.fdt(), random };
+  return { fdt: { bytes: dtb, file: `${opts.kernelFile ?? 'kernel'} (UKI .dtb)` }, efiChosenFrom: sys.fdt(), random };
+}
+
+function noefiArm64(): QkexecError {
+  return new QkexecError('usage', '--noefi applies to x86_64 kernels: an arm64 kernel finds EFI through the device tree qkexec passes on', { remedy: 'drop --noefi' });
+}
+
+/**
+ * The syscalls to try with --noefi: only kexec_load can boot the next
+ * kernel without EFI (kexec_file_load passes the EFI state itself).
+ */
+export function noefiSyscalls(choice: SyscallChoice, order: KexecSyscall[]): KexecSyscall[] {
+  if (choice === 'file') {
+    throw new QkexecError('usage', '--noefi needs kexec_load: with --syscall file the kernel passes its EFI state on itself', { remedy: 'use --syscall classic (or auto) with --noefi, or drop --noefi' });
+  }
+  return order.filter((s) => s === 'kexec_load');
 }
 
 function segmentInfo(c: ClassicLoad) {
@@ -166,6 +197,13 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
   const cmdline = composeCmdline(o, () => runningCmdline(snap), kernel.uki?.cmdline);
   let syscalls = syscallOrder(o.syscall, snap.lockdown);
   if (o.syscall === 'auto' && syscalls.length === 1) notice(`lockdown (${snap.lockdown}) forbids kexec_load: using kexec_file_load only`);
+  if (o.noefi && kernel.arch === 'x86_64') {
+    const before = syscalls;
+    syscalls = noefiSyscalls(o.syscall, syscalls);
+    if (before.includes('kexec_file_load')) notice('--noefi: using kexec_load only (kexec_file_load would pass the EFI state on)');
+    // Under lockdown nothing is left: the lockdown check below says why.
+    if (syscalls.length === 0) syscalls = ['kexec_load'];
+  }
   const fileKernel = fileLoadKernel(kernel);
   if (fileKernel.from === 'none' && syscalls.includes('kexec_file_load')) {
     if (syscalls.length === 1) throw unsupportedFileLoad(o.kernel, fileKernel);
@@ -179,7 +217,7 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
   const initrd = joinInitrd(initrdParts(initrdFiles, kernel.uki, syscalls.includes('kexec_load') || unpackOption !== 'off', halfRam));
   const packed: Payload = { kernel, kernelFile: o.kernel, initrd, cmdline };
   if (unpackOption !== 'off') await prepareCodecs();
-  const inputs = archInputs(kernel, snap, o.sys, o.kernel);
+  const inputs = archInputs(kernel, snap, o.sys, { kernelFile: o.kernel, noefi: o.noefi });
 
   let payload = packed;
   let classic: ClassicLoad | undefined;
@@ -232,7 +270,9 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
   }
 
   const planInformative = syscalls[0] === 'kexec_file_load';
+  const signed = kernelFileSigned(kernel, o.kernel);
   const checks = checkPreconditions({
+    signature: syscalls.includes('kexec_file_load') ? { file: o.kernel, signed, policy: readSignaturePolicy(o.sys) } : undefined,
     snapshot: snap,
     kernelArch: kernel.arch,
     syscalls,
@@ -262,6 +302,7 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
     plan,
     planInformative,
     segments: classic ? segmentInfo(classic) : undefined,
+    bootParams: classic?.bootParams,
     checks,
     previouslyLoaded: snap.kexecLoaded,
     notices,
@@ -307,6 +348,7 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
         facts,
         segments: sc === 'kexec_load' ? segmentInfo(classic!) : undefined,
         kernelFile: o.kernel,
+        kernelSigned: signed,
         initrdFile: initrd?.file,
         cmdlineLen: Buffer.byteLength(cmdline) + 1,
       });

@@ -15,6 +15,8 @@ import { acquireLock, DEFAULT_LOCK_FILE } from '../sys/lock.ts';
 import { archFromNode, type SysReader } from '../sys/state.ts';
 import type { KexecSyscall, SyscallChoice } from './preconditions.ts';
 import { DEFAULT_STATE_FILE, readState, removeState, type LoadedState } from './statefile.ts';
+import { readSignaturePolicy } from './snapshot.ts';
+import type { Tristate } from './signatures.ts';
 
 export interface OpOptions {
   sys: SysReader;
@@ -165,6 +167,12 @@ export interface StatusReport {
   kexecLoadDisabled?: boolean;
   kexecLoadLimitReboot?: number;
   lockdown?: string;
+  /** Whether the lockdown state could be read (securityfs mounted). */
+  lockdownKnown: boolean;
+  /** Whether kexec_file_load takes only kernels whose signature verifies, and why. */
+  signatures: { required: Tristate; reason: string; imaAppraisesKexec: Tristate; configSource?: string };
+  /** UEFI secure boot ("no" when not booted through EFI). */
+  secureBoot: Tristate;
   /** What qkexec loaded, when the loaded kernel is its own. */
   state?: LoadedState;
   quickRegion?: { range: Range; size: bigint; used?: bigint };
@@ -175,13 +183,18 @@ export interface StatusReport {
 
 export function status(o: OpOptions): StatusReport {
   const sys = o.sys;
+  const { secureBoot, ...signatures } = readSignaturePolicy(sys);
+  const lockdown = sys.lockdown();
   const r: StatusReport = {
     machine: archFromNode(process.arch) ?? process.arch,
     loaded: sys.kexecLoaded(),
     crashLoaded: sys.kexecCrashLoaded(),
     kexecLoadDisabled: sys.kexecLoadDisabled(),
     kexecLoadLimitReboot: sys.kexecLoadLimitReboot(),
-    lockdown: sys.lockdown(),
+    lockdown,
+    lockdownKnown: lockdown !== undefined || sys.securityfsMounted(),
+    signatures,
+    secureBoot,
   };
   if (r.loaded) r.state = readState(o.stateFile ?? DEFAULT_STATE_FILE, sys.bootId());
   try {
@@ -215,7 +228,10 @@ export function formatStatus(r: StatusReport): string {
   row('crash kernel loaded', yn(r.crashLoaded));
   row('kexec_load_disabled', yn(r.kexecLoadDisabled));
   if (r.kexecLoadLimitReboot !== undefined && r.kexecLoadLimitReboot >= 0) row('loads left', String(r.kexecLoadLimitReboot));
-  row('lockdown', r.lockdown ?? 'n/a');
+  row('lockdown', r.lockdown ?? (r.lockdownKnown ? 'none (no lockdown LSM)' : 'unknown (securityfs is not mounted at /sys/kernel/security)'));
+  const sig = r.signatures;
+  row('kexec signatures', `${sig.required === 'yes' ? 'required' : sig.required === 'no' ? 'not required' : 'unknown'}: ${sig.reason}`);
+  row('secure boot', r.secureBoot === 'yes' ? 'on' : r.secureBoot === 'no' ? 'off' : 'unknown');
   if (r.memoryUnavailable) {
     row('Quick kexec region', `unknown (${r.memoryUnavailable})`);
   } else if (r.quickRegion) {

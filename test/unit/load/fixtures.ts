@@ -4,7 +4,7 @@
  * 1 GiB, arm64 virt with 1 GiB), optionally with a Quick kexec region, and
  * a fake /proc + /sys tree (--sysroot) holding them.
  */
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { LoadOptions } from '../../../src/load/load.ts';
@@ -107,7 +107,16 @@ export interface MachineOpts {
   root?: boolean;
   fdt?: Uint8Array;
   cmdline?: string;
+  /**
+   * x86_64 booted through OVMF: /sys/firmware/efi and /sys/kernel/boot_params
+   * as a Debian 6.12 guest showed them (test/fixtures/efi/ovmf-x86_64);
+   * 'no-runtime-map' as a kernel without CONFIG_EFI_RUNTIME_MAP shows them.
+   */
+  efi?: 'ovmf' | 'no-runtime-map';
 }
+
+/** The OVMF guest's /proc and /sys (test/fixtures/efi/README.md). */
+export const OVMF_X86_64 = new URL('../../fixtures/efi/ovmf-x86_64/', import.meta.url).pathname;
 
 /** A fake /proc + /sys for --sysroot. */
 export function sysroot(o: MachineOpts): string {
@@ -126,7 +135,12 @@ export function sysroot(o: MachineOpts): string {
   }
   if (o.arch === 'x86_64') Object.assign(files, memmapFiles('sys/firmware/memmap'));
   if (o.fdt) files['sys/firmware/fdt'] = o.fdt;
-  return writeTree(tmp('qkexec-sysroot-'), files);
+  const root = writeTree(tmp('qkexec-sysroot-'), files);
+  if (o.efi) {
+    for (const d of ['sys/firmware/efi', 'sys/kernel/boot_params']) cpSync(join(OVMF_X86_64, d), join(root, d), { recursive: true });
+    if (o.efi === 'no-runtime-map') rmSync(join(root, 'sys/firmware/efi/runtime-map'), { recursive: true });
+  }
+  return root;
 }
 
 /** load()'s options on a fixture machine, with its lock and state files inside the tree. */
