@@ -73,13 +73,13 @@ export function boundRequests(requests: SegmentRequest[], opts: PlanOptions): Se
   });
 }
 
-function one(plan: KexecPlan, role: SegmentRole): PlannedSegment {
+export function one(plan: KexecPlan, role: SegmentRole): PlannedSegment {
   const s = plan.segments.find((x) => x.role === role);
   if (!s) throw new PlanError('internal', `the plan has no ${role} segment`);
   return s;
 }
 
-function unsupportedElf(arch: Arch): QkexecError {
+export function unsupportedElf(arch: Arch): QkexecError {
   return new QkexecError('unsupported', `loading an ELF vmlinux is not supported on ${arch}`, {
     remedy: arch === 'x86_64' ? 'load the bzImage (arch/x86/boot/bzImage) instead' : 'load the Image (arch/arm64/boot/Image) instead',
   });
@@ -166,7 +166,7 @@ function buildArm64(k: Arm64Image, p: Payload, memory: MemoryMap, opts: PlanOpti
 }
 
 /** Pairs each planned segment with its bytes and checks they agree with the plan. */
-function assemble(plan: KexecPlan, bytes: Partial<Record<SegmentRole, Uint8Array>>): ClassicLoad {
+export function assemble(plan: KexecPlan, bytes: Partial<Record<SegmentRole, Uint8Array>>): ClassicLoad {
   const segments = plan.segments.map((s) => {
     const buf = bytes[s.role];
     if (!buf) throw new PlanError('internal', `no bytes for the planned ${s.role} segment`);

@@ -6,9 +6,14 @@
  *
  * A load that fails leaves the kernel's state as it was: kexec_load and
  * kexec_file_load only replace the loaded image once the new one is
- * complete. The one exception is the patched kernel's quick path, which
- * must unload a previous quick image before writing over it; the report
- * says so beforehand, and after a failure says what is loaded now.
+ * complete. Two exceptions: the patched kernel's quick path must unload a
+ * previous quick image before writing over it, and the kernel drops a
+ * loaded crash kernel before loading a new one into the crash region
+ * (kernel/kexec.c, kernel/kexec_file.c); the report says so beforehand,
+ * and after a failure says what is loaded now.
+ *
+ * With `crash` (kexec-tools -p) the image is a capture kernel for kdump:
+ * loaded into the crashkernel= region, booted by the kernel on panic.
  */
 import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -17,14 +22,20 @@ import { describe, probeFile } from '../image/probe.ts';
 import type { KernelImage } from '../image/types.ts';
 import type { KexecPlan } from '../plan/types.ts';
 import { ERRNO, kexecError } from '../sys/errno.ts';
-import { KERNEL, type KexecCalls } from '../sys/syscalls.ts';
+import { KERNEL, KEXEC_FILE_ON_CRASH, KEXEC_ON_CRASH, type KexecCalls } from '../sys/syscalls.ts';
 import { acquireLock, DEFAULT_LOCK_FILE } from '../sys/lock.ts';
 import type { SysReader } from '../sys/state.ts';
 import { buildClassic, planOnly, type ArchInputs, type ClassicLoad, type Payload, type PlanOptions } from './build.ts';
 import { composeCmdline, type CmdlineOptions } from './cmdline.ts';
 import { checkPreconditions, firstFailure, payloadSizeCheck, privilegesCheck, syscallOrder, type Check, type KexecSyscall, type SyscallChoice } from './preconditions.ts';
 import { factsOf, readE820, readRsdp, readSnapshot, type Snapshot } from './snapshot.ts';
-import { DEFAULT_STATE_FILE, stateFromPlan, writeState } from './statefile.ts';
+import { DEFAULT_CRASH_STATE_FILE, DEFAULT_STATE_FILE, stateFromPlan, writeState, type CrashProvenance } from './statefile.ts';
+import { buildCrash, planCrash, type CrashInputs, type CrashLoad } from './crash-build.ts';
+import { readCrashInputs, readCrashRegions } from './crash-snapshot.ts';
+import { missingCaptureOptions, notACaptureKernel } from '../crash/ikconfig.ts';
+import { describeRegion } from '../crash/regions.ts';
+import { hex } from '../memory/range.ts';
+import { formatSize } from '../memory/ranges.ts';
 
 export interface LoadOptions extends CmdlineOptions, PlanOptions {
   kernel: string;
@@ -34,6 +45,10 @@ export interface LoadOptions extends CmdlineOptions, PlanOptions {
   sys: SysReader;
   lockFile?: string;
   stateFile?: string;
+  /** Load a crash (kdump) kernel into the crashkernel= region (kexec-tools -p). */
+  crash?: boolean;
+  /** Where a crash load is recorded (default /run/qkexec-crash.json). */
+  crashStateFile?: string;
   /** Progress and notices, printed as they happen. */
   onNotice?: (message: string) => void;
   /** The syscalls (default: the real ones). */
@@ -57,6 +72,15 @@ export interface LoadReport {
   checks: Check[];
   previouslyLoaded?: boolean;
   notices: string[];
+  /** A crash kernel load: where it goes and what qkexec told the capture kernel. */
+  crash?: {
+    region: { start: bigint; end: bigint };
+    lowRegion?: { start: bigint; end: bigint };
+    /** kexec_load: where the ELF core header went. */
+    elfcorehdr?: { start: bigint; end: bigint };
+    /** kexec_load: the command line the capture kernel gets (x86_64 adds elfcorehdr=). */
+    kernelCmdline?: string;
+  };
 }
 
 /**
@@ -104,11 +128,22 @@ function segmentInfo(c: ClassicLoad) {
 }
 
 /** One line on what is loaded after a failed load, appended to the error. */
-function stateAfterFailure(before: boolean | undefined, after: boolean | undefined): string {
+function stateAfterFailure(before: boolean | undefined, after: boolean | undefined, crash = false): string {
+  if (crash) {
+    if (before && after) return 'the crash kernel loaded before is still loaded';
+    if (before && !after) return 'the crash kernel loaded before is no longer loaded (the kernel drops it before loading a new one into the crash region)';
+    if (!before && after) return 'a crash kernel is loaded now (loaded by another process?)';
+    return 'no crash kernel is loaded';
+  }
   if (before && after) return 'the kernel loaded before is still loaded';
   if (before && !after) return 'the kernel loaded before is no longer loaded (the quick path unloads it before writing in place)';
   if (!before && after) return 'a kernel is loaded now (loaded by another process?)';
   return 'no kernel is loaded';
+}
+
+/** /sys/kernel/kexec_loaded, or kexec_crash_loaded for crash loads. */
+function loadedNow(o: LoadOptions): boolean | undefined {
+  return o.crash ? o.sys.kexecCrashLoaded() : o.sys.kexecLoaded();
 }
 
 /** Errors whose message already says what is loaded. */
@@ -132,11 +167,55 @@ export async function load(o: LoadOptions): Promise<LoadReport> {
     if (o.dryRun || !(e instanceof QkexecError) || stated.has(e)) throw e;
     let now: boolean | undefined;
     try {
-      now = o.sys.kexecLoaded();
+      now = loadedNow(o);
     } catch {
       throw e;
     }
-    throw withState(e, stateAfterFailure(now, now));
+    throw withState(e, stateAfterFailure(now, now, o.crash));
+  }
+}
+
+/** The crash image's own checks and inputs: crash support, crashkernel=, the capture kernel's .config. */
+interface CrashPrep {
+  checks: Check[];
+  /** For planning (kexec_file_load's forecast, plan --crash). */
+  plan?: CrashInputs;
+  /** Why the crash image cannot be planned at all (no crashkernel=). */
+  error?: QkexecError;
+}
+
+function prepareCrash(o: LoadOptions, snap: Snapshot, kernel: KernelImage): CrashPrep {
+  const checks: Check[] = [];
+  if (snap.kexecLoaded !== undefined && snap.kexecCrashLoaded === undefined) {
+    checks.push({
+      name: 'crash support',
+      ok: false,
+      detail: '',
+      error: new SystemError('ENOSYS', 'this kernel cannot load crash kernels (/sys/kernel/kexec_crash_loaded is missing: built without CONFIG_CRASH_DUMP)', {
+        errno: ERRNO.ENOSYS,
+        remedy: 'boot a kernel built with CONFIG_CRASH_DUMP=y',
+      }),
+    });
+    checks[0]!.detail = checks[0]!.error!.message;
+  } else if (snap.kexecCrashLoaded !== undefined) {
+    checks.push({ name: 'crash support', ok: true, detail: `/sys/kernel/kexec_crash_loaded = ${snap.kexecCrashLoaded ? 1 : 0}` });
+  }
+  const missing = missingCaptureOptions(kernel, o.kernel);
+  if (missing === undefined) checks.push({ name: 'capture kernel', ok: true, detail: `${o.kernel} has no embedded .config (CONFIG_IKCONFIG): whether it was built with CONFIG_CRASH_DUMP and CONFIG_PROC_VMCORE is unknown` });
+  else if (missing.length === 0) checks.push({ name: 'capture kernel', ok: true, detail: `${o.kernel}'s embedded .config has CONFIG_CRASH_DUMP=y and CONFIG_PROC_VMCORE=y` });
+  else {
+    const error = notACaptureKernel(o.kernel, missing);
+    checks.push({ name: 'capture kernel', ok: false, detail: error.message, error });
+  }
+  try {
+    const plan = readCrashInputs(o.sys, snap, kernel.arch, false);
+    const r = plan.regions;
+    checks.push({ name: 'crash region', ok: true, detail: `crashkernel= reserved ${describeRegion(r.main)}${r.low ? ` and, low, ${describeRegion(r.low)}` : ''}` });
+    return { checks, plan };
+  } catch (e) {
+    if (!(e instanceof QkexecError)) throw e;
+    checks.push({ name: 'crash region', ok: false, detail: e.message, error: e });
+    return { checks, error: e };
   }
 }
 
@@ -152,6 +231,7 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
     o.onNotice?.(m);
   };
   const calls = o.calls ?? KERNEL;
+  const crash = o.crash === true;
   const kernel = probeFile(o.kernel);
   const snap = readSnapshot(o.sys);
   const cmdline = composeCmdline(o, () => runningCmdline(snap));
@@ -162,16 +242,26 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
   const payload: Payload = { kernel, kernelFile: o.kernel, initrd, cmdline };
   const sizes = { kernel: BigInt(kernel.bytes.length), initrd: initrd?.size };
   const inputs = archInputs(kernel, snap, o.sys);
+  const prep = crash ? prepareCrash(o, snap, kernel) : undefined;
 
   let classic: ClassicLoad | undefined;
   let plan: KexecPlan | undefined;
   let buildError: QkexecError | undefined;
   let classicError: QkexecError | undefined;
+  /** What the kexec_load crash image's header was built from. */
+  let crashBuilt: CrashInputs | undefined;
+  const buildCrashImage = (): ClassicLoad => {
+    const ci = readCrashInputs(o.sys, snap, kernel.arch, true);
+    const built = buildCrash(payload, snap.memory, ci, inputs);
+    crashBuilt = ci;
+    return built;
+  };
   try {
+    if (prep?.error) throw prep.error;
     // Too big a payload is refused by its own check; the initramfs was not read.
     if (syscalls.includes('kexec_load') && !payloadSizeCheck(sizes, snap.memTotal)?.error) {
       try {
-        classic = buildClassic(payload, snap.memory, o, inputs);
+        classic = crash ? buildCrashImage() : buildClassic(payload, snap.memory, o, inputs);
         plan = classic.plan;
       } catch (e) {
         // Under auto, a kexec_load that cannot be built only loses the fallback.
@@ -180,7 +270,7 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
         syscalls = syscalls.filter((s) => s !== 'kexec_load');
       }
     }
-    plan ??= planOnly(payload, snap.memory, o, inputs);
+    plan ??= crash ? planCrash(payload, snap.memory, prep!.plan!, inputs) : planOnly(payload, snap.memory, o, inputs);
     if (classicError) notice(`kexec_load fallback unavailable: ${classicError.message}`);
   } catch (e) {
     if (!(e instanceof QkexecError)) throw e;
@@ -195,8 +285,10 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
     syscalls,
     segments: classic ? segmentInfo(classic) : undefined,
     payload: sizes,
-    buildError,
+    // The crash region's own check already says why nothing can be planned.
+    buildError: buildError === prep?.error ? undefined : buildError,
   });
+  if (prep) checks.splice(checks.findIndex((c) => c.name === 'lockdown') + 1, 0, ...prep.checks);
   if (initrd) checks.push({ name: 'initramfs', ok: true, detail: `${initrd.file}: ${initrd.size} bytes, readable` });
 
   const report: LoadReport = {
@@ -210,14 +302,29 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
     planInformative,
     segments: classic ? segmentInfo(classic) : undefined,
     checks,
-    previouslyLoaded: snap.kexecLoaded,
+    previouslyLoaded: crash ? snap.kexecCrashLoaded : snap.kexecLoaded,
     notices,
   };
-  if (planInformative && plan) {
-    notice(`kexec_file_load places the segments itself; the plan is a forecast (${plan.strategy} path${plan.strategy === 'quick' ? ': the patched kernel loads into the Quick kexec region' : ''})`);
+  if (prep?.plan) {
+    const r = prep.plan.regions;
+    report.crash = { region: r.main, lowRegion: r.low };
+    if (classic && 'elfcorehdr' in classic) {
+      const c = classic as CrashLoad;
+      report.crash.elfcorehdr = c.elfcorehdr;
+      report.crash.kernelCmdline = c.cmdline;
+    }
+    if (plan) {
+      const used = plan.segments.reduce((n, s) => n + s.memsz, 0n);
+      const left = r.main.end - r.main.start - used;
+      notice(`the crash kernel and its data take ${formatSize(used)} of the crash kernel region; ${formatSize(left)} are left for the capture kernel to run in`);
+    }
   }
-  if ((o.memMin !== undefined || o.memMax !== undefined) && planInformative) {
-    notice('--mem-min/--mem-max bound kexec_load only; kexec_file_load places segments itself');
+  if (planInformative && plan) {
+    const where = plan.strategy === 'quick' ? ': the patched kernel loads into the Quick kexec region' : plan.strategy === 'crash' ? ': the kernel loads into the crash kernel region' : '';
+    notice(`kexec_file_load places the segments itself; the plan is a forecast (${plan.strategy} path${where})`);
+  }
+  if ((o.memMin !== undefined || o.memMax !== undefined) && (planInformative || crash)) {
+    notice(crash ? '--mem-min/--mem-max do not apply to a crash kernel: it goes into the crash kernel region' : '--mem-min/--mem-max bound kexec_load only; kexec_file_load places segments itself');
   }
   if (o.dryRun) return report;
 
@@ -228,9 +335,11 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
     onWait: (pid) => notice(`waiting for another qkexec${pid ? ` (pid ${pid})` : ''} to finish`),
   });
   try {
-    const before = o.sys.kexecLoaded();
+    const before = loadedNow(o);
     report.previouslyLoaded = before;
-    if (before && plan?.strategy === 'quick') {
+    if (before && crash) {
+      notice('a crash kernel is already loaded: the kernel drops it before loading the new one into the crash region (if this load fails, none is loaded)');
+    } else if (before && plan?.strategy === 'quick') {
       notice('a kernel is already loaded: the quick path unloads it before writing the new one in place');
     } else if (before) {
       notice('a kernel is already loaded: it is replaced once the new one is loaded (and stays if this load fails)');
@@ -241,15 +350,16 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
       const last = i === syscalls.length - 1;
       let errno: number;
       if (sc === 'kexec_file_load') {
-        errno = withFds(o.kernel, initrd?.file, (kfd, ifd) => calls.kexecFileLoad(kernel.arch, kfd, ifd, cmdline));
+        errno = withFds(o.kernel, initrd?.file, (kfd, ifd) => calls.kexecFileLoad(kernel.arch, kfd, ifd, cmdline, crash ? KEXEC_FILE_ON_CRASH : 0));
       } else {
-        errno = calls.kexecLoad(kernel.arch, classic!.entry, classic!.segments);
+        errno = calls.kexecLoad(kernel.arch, classic!.entry, classic!.segments, crash ? KEXEC_ON_CRASH : 0);
       }
       if (errno === 0) {
         report.syscall = sc;
         report.loaded = true;
         report.planInformative = sc === 'kexec_file_load';
         if (sc === 'kexec_load') report.plan = classic!.plan;
+        else if (report.crash) report.crash = { region: report.crash.region, lowRegion: report.crash.lowRegion };
         break;
       }
       const err = kexecError(errno, {
@@ -260,27 +370,27 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
         kernelFile: o.kernel,
         initrdFile: initrd?.file,
         cmdlineLen: Buffer.byteLength(cmdline) + 1,
+        crash,
       });
       const fallback = !last && (errno === ERRNO.ENOSYS || errno === ERRNO.ENOEXEC);
       if (fallback) {
         notice(`${err.message}: falling back to ${syscalls[i + 1]}`);
         continue;
       }
-      throw withState(err, stateAfterFailure(before, o.sys.kexecLoaded()));
+      throw withState(err, stateAfterFailure(before, loadedNow(o), crash));
     }
 
     if (report.plan) {
-      const file = o.stateFile ?? DEFAULT_STATE_FILE;
+      const file = crash ? (o.crashStateFile ?? DEFAULT_CRASH_STATE_FILE) : (o.stateFile ?? DEFAULT_STATE_FILE);
       try {
-        writeState(
-          file,
-          stateFromPlan(
-            { kernel: o.kernel, initrd: initrd?.file, cmdline, syscall: report.syscall!, planInformative: report.planInformative, bootId: o.sys.bootId() },
-            report.plan,
-          ),
+        const st = stateFromPlan(
+          { kernel: o.kernel, initrd: initrd?.file, cmdline, syscall: report.syscall!, planInformative: report.planInformative, bootId: o.sys.bootId() },
+          report.plan,
         );
+        if (crash && prep?.plan) st.crash = report.syscall === 'kexec_load' ? provenance(crashBuilt!, classic as CrashLoad) : provenance(prep.plan);
+        writeState(file, st);
       } catch (e) {
-        // The kernel is loaded; only `exec`'s description of it is lost.
+        // The kernel is loaded; only `exec`'s and `status`' description of it is lost.
         notice(`loaded, but could not record it in ${file}: ${(e as Error).message}`);
       }
     }
@@ -288,6 +398,17 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
   } finally {
     lock.release();
   }
+}
+
+/** What the crash image's header describes, for status to tell when hotplug made it stale. */
+function provenance(c: CrashInputs, built?: CrashLoad): CrashProvenance {
+  const range = (r: { start: bigint; end: bigint }) => ({ start: hex(r.start), end: hex(r.end) });
+  const p: CrashProvenance = { cpus: c.notes ? c.notes.map((n) => n.cpu) : c.cpus, ram: c.ram.map(range) };
+  if (built) {
+    p.elfcorehdr = range(built.elfcorehdr);
+    p.kernelCmdline = built.cmdline;
+  }
+  return p;
 }
 
 /** Opens the kernel (and initramfs) read-only for kexec_file_load; -1 for no initramfs. */
