@@ -26,6 +26,10 @@ import { archInputs, load, runningCmdline, type LoadReport } from '../load/load.
 import { execLoaded, formatStatus, status, unload, type StatusReport } from '../load/ops.ts';
 import type { SyscallChoice } from '../load/preconditions.ts';
 import { readSnapshot } from '../load/snapshot.ts';
+import { crashRequests, planCrash } from '../load/crash-build.ts';
+import { readCrashInputs } from '../load/crash-snapshot.ts';
+import { crashkernelParam } from '../plan/plan.ts';
+import { formatRange } from '../memory/ranges.ts';
 import { isNativeArgv, translateKexecArgv } from './compat.ts';
 
 declare const __QKEXEC_VERSION__: string | undefined;
@@ -82,6 +86,7 @@ interface InputOpts {
   sysroot?: string;
   json?: boolean;
   verbose?: boolean;
+  crash?: boolean;
 }
 
 function sysFrom(o: { sysroot?: string; iomem?: string; memmap?: string; fdt?: string }): SysReader {
@@ -112,6 +117,7 @@ function inputOptions(c: Command): Command {
     .option('--iomem <file>', 'read this file instead of /proc/iomem (plan, --dry-run)')
     .option('--memmap <dir>', 'read this directory instead of /sys/firmware/memmap (plan, --dry-run)')
     .addOption(new Option('--sysroot <dir>', 'read /proc and /sys under DIR (plan, --dry-run; for tests)').hideHelp())
+    .option('--crash', 'a crash (kdump) kernel, loaded into the crashkernel= region and booted on panic (kexec-tools -p)')
     .option('--json', 'print JSON')
     .option('--verbose', 'print details');
 }
@@ -145,12 +151,19 @@ function formatLoadReport(r: LoadReport, verbose: boolean): string {
           ? 'quick path: nothing to relocate at reboot'
           : `standard path: ${formatSize(plan.bytesToRelocate)} to relocate at reboot`
       : '';
-    lines.push(`loaded ${r.kernel.file} with ${r.syscall}${how ? ` (${how})` : ''}`);
+    if (r.crash) {
+      const region = `crash kernel region ${formatRange(r.crash.region)}`;
+      lines.push(`loaded ${r.kernel.file} as the crash kernel with ${r.syscall} (${region}${r.planInformative ? ', placed by the kernel' : ''})`);
+    } else {
+      lines.push(`loaded ${r.kernel.file} with ${r.syscall}${how ? ` (${how})` : ''}`);
+    }
   }
   if (r.dryRun || verbose) {
     lines.push(`kernel   ${r.kernel.file}: ${r.kernel.description}`);
     if (r.initrd) lines.push(`initrd   ${r.initrd.file}: ${r.initrd.size} bytes`);
     lines.push(`cmdline  ${JSON.stringify(r.cmdline)}`);
+    if (r.crash?.kernelCmdline !== undefined && r.crash.kernelCmdline !== r.cmdline) lines.push(`         the capture kernel gets ${JSON.stringify(r.crash.kernelCmdline)}`);
+    if (r.crash?.elfcorehdr) lines.push(`elfcorehdr ${formatRange(r.crash.elfcorehdr)} (the ELF core header /proc/vmcore is built from)`);
     lines.push(`syscall  ${r.syscall ?? sc}`);
     lines.push('checks:');
     for (const c of r.checks) lines.push(`  ${c.ok ? 'ok  ' : 'FAIL'}  ${c.name}: ${c.detail}`);
@@ -201,7 +214,7 @@ function program(setExit: (code: number) => void): Command {
     .showSuggestionAfterError(false)
     .exitOverride()
     .configureOutput({ writeOut: (s) => out(s), writeErr: () => undefined, outputError: () => undefined })
-    .addHelpText('after', '\nkexec-tools spellings work too: qkexec -l KERNEL --initrd=FILE --append=STRING, -e, -u, -s, -c, -a, -i.');
+    .addHelpText('after', '\nkexec-tools spellings work too: qkexec -l KERNEL --initrd=FILE --append=STRING, -e, -u, -s, -c, -a, -i, -p (kdump), -p -u.');
 
   inputOptions(
     p.command('load')
@@ -210,7 +223,8 @@ function program(setExit: (code: number) => void): Command {
   )
     .addOption(new Option('--lock-file <file>').default('/run/qkexec.lock').hideHelp())
     .addOption(new Option('--state-file <file>').default('/run/qkexec.json').hideHelp())
-    .action(async (positional: string | undefined, o: InputOpts & { dryRun?: boolean; lockFile: string; stateFile: string }) => {
+    .addOption(new Option('--crash-state-file <file>').default('/run/qkexec-crash.json').hideHelp())
+    .action(async (positional: string | undefined, o: InputOpts & { dryRun?: boolean; lockFile: string; stateFile: string; crashStateFile: string }) => {
       if (!o.dryRun && (o.sysroot || o.iomem || o.memmap)) {
         throw new UsageError('--sysroot, --iomem and --memmap describe another machine: they are for plan and --dry-run only', 'add --dry-run, or drop them to load on this machine');
       }
@@ -227,6 +241,8 @@ function program(setExit: (code: number) => void): Command {
         sys,
         lockFile: o.lockFile,
         stateFile: o.stateFile,
+        crash: !!o.crash,
+        crashStateFile: o.crashStateFile,
         onNotice: o.json ? undefined : (m) => out(`note: ${m}`),
       });
       if (o.json) out(toJson(loadReportJson(report)));
@@ -260,34 +276,45 @@ function program(setExit: (code: number) => void): Command {
     });
 
   p.command('unload')
-    .description('unload the loaded kernel')
+    .description('unload the loaded kernel (--crash: the crash kernel)')
     .addOption(new Option('--syscall <how>', 'which syscall unloads').choices(['classic', 'file', 'auto']).default('auto'))
+    .option('--crash', 'unload the crash (kdump) kernel instead (kexec-tools -p -u)')
+    .option('--json', 'print JSON')
     .option('--verbose', 'print details')
     .addOption(new Option('--lock-file <file>').default('/run/qkexec.lock').hideHelp())
     .addOption(new Option('--state-file <file>').default('/run/qkexec.json').hideHelp())
-    .action(async (o: { syscall: string; verbose?: boolean; lockFile: string; stateFile: string }) => {
+    .addOption(new Option('--crash-state-file <file>').default('/run/qkexec-crash.json').hideHelp())
+    .action(async (o: { syscall: string; crash?: boolean; json?: boolean; verbose?: boolean; lockFile: string; stateFile: string; crashStateFile: string }) => {
       const r = await unload({
         sys: new SysReader(),
         syscall: o.syscall as SyscallChoice,
+        crash: !!o.crash,
         lockFile: o.lockFile,
         stateFile: o.stateFile,
-        onNotice: (m) => out(`note: ${m}`),
+        crashStateFile: o.crashStateFile,
+        onNotice: o.json ? undefined : (m) => out(`note: ${m}`),
       });
-      out(r.wasLoaded ? `unloaded (${r.syscall})` : 'nothing was loaded');
+      const what = r.crash ? 'crash kernel' : 'kernel';
+      if (o.json) out(toJson(r));
+      else out(r.wasLoaded ? `unloaded the ${what} (${r.syscall})` : `no ${what} was loaded`);
     });
 
   p.command('status')
     .description('what is loaded, the crash kernel, lockdown, the Quick kexec region and its use')
     .option('--json', 'print JSON')
-    .option('--check', 'print nothing; exit 0 if a kernel is loaded, 1 if not (kexec-tools -S)')
+    .option('--check', 'print nothing; exit 0 if a kernel is loaded, 1 if not')
+    .option('--crash', 'with --check: the crash (kdump) kernel')
+    .addOption(new Option('--kexec-tools-exit', 'with --check: kexec-tools -S\'s exit status, 1 if loaded and 0 if not').hideHelp())
     .option('--iomem <file>', 'read this file instead of /proc/iomem')
     .option('--verbose', 'print details')
     .addOption(new Option('--sysroot <dir>').hideHelp())
     .addOption(new Option('--state-file <file>').default('/run/qkexec.json').hideHelp())
-    .action((o: { json?: boolean; check?: boolean; iomem?: string; sysroot?: string; stateFile: string }) => {
-      const r = status({ sys: sysFrom(o), stateFile: o.stateFile });
+    .addOption(new Option('--crash-state-file <file>').default('/run/qkexec-crash.json').hideHelp())
+    .action((o: { json?: boolean; check?: boolean; crash?: boolean; kexecToolsExit?: boolean; iomem?: string; sysroot?: string; stateFile: string; crashStateFile: string }) => {
+      const r = status({ sys: sysFrom(o), stateFile: o.stateFile, crashStateFile: o.crashStateFile });
       if (o.check) {
-        setExit(r.loaded ? 0 : 1);
+        const loaded = o.crash ? r.crashLoaded : r.loaded;
+        setExit(o.kexecToolsExit ? (loaded ? 1 : 0) : loaded ? 0 : 1);
         return;
       }
       out(o.json ? toJson(statusJson(r)) : formatStatus(r));
@@ -308,14 +335,21 @@ function program(setExit: (code: number) => void): Command {
     }
     const payload: Payload = { kernel, kernelFile: kernelPath(positional, o), initrd, cmdline };
     const inputs = archInputs(kernel, snap, sys);
+    const crash = o.crash ? readCrashInputs(sys, snap, kernel.arch, false) : undefined;
     if (o.reserve) {
-      const size = reserveSize(requestsFor(payload, inputs));
-      if (o.json) out(toJson({ size, param: quickkexecParam(size) }));
-      else out(`${quickkexecParam(size)}   (${formatSize(size)}: the smallest 2 MiB-aligned region that holds ${o.kernel ?? positional}${o.initrd ? ` and ${o.initrd}` : ''} in place)`);
+      const size = reserveSize(crash ? crashRequests(payload, crash, inputs) : requestsFor(payload, inputs));
+      const param = crash ? crashkernelParam(size) : quickkexecParam(size);
+      if (o.json) out(toJson({ size, param }));
+      else if (crash) out(`${param}   (${formatSize(size)}: what ${o.kernel ?? positional}${o.initrd ? ` and ${o.initrd}` : ''} and their boot data take in the crash region; the capture kernel needs room to run besides)`);
+      else out(`${param}   (${formatSize(size)}: the smallest 2 MiB-aligned region that holds ${o.kernel ?? positional}${o.initrd ? ` and ${o.initrd}` : ''} in place)`);
       return;
     }
     const opts = planOptsOf(o);
-    const plan = kernel.kind === 'elf' ? planOnly(payload, snap.memory, opts, inputs) : buildClassic(payload, snap.memory, opts, inputs).plan;
+    const plan = crash
+      ? planCrash(payload, snap.memory, crash, inputs)
+      : kernel.kind === 'elf'
+        ? planOnly(payload, snap.memory, opts, inputs)
+        : buildClassic(payload, snap.memory, opts, inputs).plan;
     if (o.svg) writeFileSync(o.svg, planSvg(plan, snap.memory));
     if (o.json) {
       out(toJson({ kernel: { file: payload.kernelFile, description: describe(kernel) }, initrd: initrd && { file: initrd.file, size: initrd.size }, cmdline, plan: planToJson(plan) }));
