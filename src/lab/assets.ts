@@ -15,7 +15,7 @@
  */
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { cachePath } from './cache.ts';
 import { run } from './host.ts';
@@ -184,13 +184,21 @@ async function fetchKernel(arch: Arch, p: StepProgress): Promise<void> {
 }
 
 async function fetchUserland(arch: Arch, p: StepProgress): Promise<void> {
-  const dir = archDir(arch);
-  const root = join(dir, 'root');
+  await fetchSysroot(arch, USERLAND_PACKAGES, join(archDir(arch), 'root'), p);
+}
+
+/**
+ * Unpacks `packages` of `arch` and the libraries they depend on into
+ * `root` (nothing to do when `root/.complete` exists), for binaries a guest
+ * runs from there.
+ */
+async function fetchSysroot(arch: Arch, packages: readonly string[], root: string, p: StepProgress): Promise<void> {
   if (existsSync(join(root, '.complete'))) return;
+  const dir = dirname(root);
   await mkdir(dir, { recursive: true });
   const debArch = DEB_ARCH[arch];
-  await ensureAptKnows(arch, `kexec-tools:${debArch}`, p);
-  const pkgs = await libraryClosure(USERLAND_PACKAGES, debArch);
+  await ensureAptKnows(arch, `${packages[0]}:${debArch}`, p);
+  const pkgs = await libraryClosure([...packages], debArch);
   p.note(`apt-get download ${pkgs.length} packages`);
   const tmp = await mkdtemp(join(dir, '.root-'));
   try {
@@ -273,6 +281,20 @@ export async function ensureAssets(arch: Arch, opts: FetchOptions = {}): Promise
     nodeVersion: nodeVersion(),
     sysroot: root,
   };
+}
+
+/** Packages the kdump capture stage runs: makedumpfile, which proves a dump readable. */
+const KDUMP_PACKAGES = ['makedumpfile', 'libc6'];
+
+/** makedumpfile of `arch` first, then its interpreter and libraries (Debian's package, unpacked, cached). */
+export async function ensureKdumpTools(arch: Arch, opts: FetchOptions = {}): Promise<GuestFile[]> {
+  const rep = opts.reporter ?? defaultReporter();
+  const root = join(archDir(arch), 'kdump-root');
+  if (!existsSync(join(root, '.complete'))) {
+    await exclusive(`fetch-kdump-${arch}`, () => rep.step(`${arch}: makedumpfile and libraries`, (p) => fetchSysroot(arch, KDUMP_PACKAGES, root, p)));
+  }
+  const host = await firstExisting(root, ['/usr/bin/makedumpfile', '/usr/sbin/makedumpfile'], 'makedumpfile');
+  return withLibraries({ guest: '/usr/bin/makedumpfile', host, mode: 0o755 }, root, arch);
 }
 
 /** Which kernel/build: the source it patches and the configuration. */

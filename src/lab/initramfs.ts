@@ -35,7 +35,7 @@ export interface ImageInfo {
 }
 
 /** Writes the directories and device node every guest needs before /init runs. */
-async function skeleton(w: CpioWriter, busybox: string): Promise<void> {
+export async function skeleton(w: CpioWriter, busybox: string): Promise<void> {
   for (const d of ['/proc', '/sys', '/dev', '/tmp', '/bin', '/sbin', '/usr/bin', '/usr/sbin']) await w.dir(d);
   // The kernel opens /dev/console for init before anything is mounted.
   await w.device('/dev/console', 'c', 5, 1);
@@ -43,7 +43,7 @@ async function skeleton(w: CpioWriter, busybox: string): Promise<void> {
   await w.symlink('/bin/sh', 'busybox');
 }
 
-async function writeImage(out: string, fill: (w: CpioWriter) => Promise<void>): Promise<ImageInfo> {
+export async function writeImage(out: string, fill: (w: CpioWriter) => Promise<void>): Promise<ImageInfo> {
   const tmp = `${out}.tmp`;
   const w = await CpioWriter.create(tmp);
   try {
@@ -69,10 +69,14 @@ export interface SecondStageOptions {
   out: string;
 }
 
-export function secondStageInit(token: string, marker: string): string {
+/**
+ * The start of a stage's /init: mounts, then $cmdline, and $token and
+ * $marker set to ok or missing: whether this kernel got the command line
+ * and the initramfs its loader was given.
+ */
+export function stageIdentity(token: string, marker: string): string {
   const bb = '/bin/busybox';
-  return `#!/bin/busybox sh
-${bb} mount -t proc proc /proc
+  return `${bb} mount -t proc proc /proc
 ${bb} mount -t sysfs sysfs /sys
 ${bb} mount -t devtmpfs devtmpfs /dev
 cmdline=$(${bb} cat /proc/cmdline)
@@ -80,7 +84,13 @@ token=missing
 case " $cmdline " in *${shQuote(` ${TOKEN_PARAM}=${token} `)}*) token=ok ;; esac
 marker=missing
 [ "$(${bb} cat ${MARKER_FILE} 2>/dev/null)" = ${shQuote(marker)} ] && marker=ok
-echo "QKLAB:second-up token=$token marker=$marker cmdline=$cmdline" >/dev/console
+`;
+}
+
+export function secondStageInit(token: string, marker: string): string {
+  const bb = '/bin/busybox';
+  return `#!/bin/busybox sh
+${stageIdentity(token, marker)}echo "QKLAB:second-up token=$token marker=$marker cmdline=$cmdline" >/dev/console
 ${bb} reboot -f
 ${bb} sleep 30
 `;
@@ -129,6 +139,8 @@ export interface FirstStageOptions {
   initrd2: string;
   /** Shell script sourced by /init (see scenario.ts). */
   scenario: string;
+  /** More files, host path → guest path (a capture kernel's initramfs, say). */
+  extraFiles?: { guest: string; host: string }[];
   out: string;
 }
 
@@ -178,5 +190,6 @@ export async function buildFirstStage(o: FirstStageOptions): Promise<ImageInfo> 
     if (o.bundleDir) await addTree(w, o.bundleDir, QKEXEC_DIR);
     await w.file(K2, o.kernel2, { mode: 0o644 });
     await w.file(I2, o.initrd2, { mode: 0o644 });
+    for (const f of o.extraFiles ?? []) await w.file(f.guest, f.host, { mode: 0o644 });
   });
 }
