@@ -7,11 +7,14 @@
  * that provides it; kexec_file_load needs none of them (the kernel reads
  * its own memory), which is what the remedies say.
  */
-import { QkexecError } from '../errors.ts';
-import type { Arch } from '../image/types.ts';
+import { QkexecError, SystemError } from '../errors.ts';
+import type { Arch, KernelImage } from '../image/types.ts';
+import { ERRNO } from '../sys/errno.ts';
+import { missingCaptureOptions, notACaptureKernel } from '../crash/ikconfig.ts';
+import type { Check } from './preconditions.ts';
 import { parseCpuList, parseCrashNotesAddr, parseCrashNotesSize, parseVmcoreinfo } from '../crash/sysfs.ts';
 import { parseKcoreLayout } from '../crash/kcore.ts';
-import { crashRegions, dumpRanges, noCrashRegion, type CrashRegions } from '../crash/regions.ts';
+import { crashRegions, describeRegion, dumpRanges, noCrashRegion, type CrashRegions } from '../crash/regions.ts';
 import type { CrashNote } from '../crash/elfcorehdr.ts';
 import { PATHS, type SysReader } from '../sys/state.ts';
 import type { CrashInputs } from './crash-build.ts';
@@ -87,4 +90,48 @@ export function readCrashInputs(sys: SysReader, snap: Snapshot, arch: Arch, forK
   }
   inputs.layout = parseKcoreLayout(kcore.bytes, kcore.file, arch);
   return inputs;
+}
+
+/** The refusal on a kernel that cannot load crash kernels at all. */
+export function noCrashDump(): SystemError {
+  return new SystemError('ENOSYS', 'this kernel cannot load crash kernels (/sys/kernel/kexec_crash_loaded is missing: built without CONFIG_CRASH_DUMP)', {
+    errno: ERRNO.ENOSYS,
+    remedy: 'boot a kernel built with CONFIG_CRASH_DUMP=y',
+  });
+}
+
+/** A crash load's own checks, and what it is planned from. */
+export interface CrashPrep {
+  /** crash support, capture kernel, crash region: run by every crash load, listed by --dry-run. */
+  checks: Check[];
+  /** For planning (kexec_file_load's forecast, plan --crash). */
+  plan?: CrashInputs;
+  /** Why the crash image cannot be planned at all (no crashkernel=). */
+  error?: QkexecError;
+}
+
+const pass = (name: string, detail: string): Check => ({ name, ok: true, detail });
+const fail = (name: string, error: QkexecError): Check => ({ name, ok: false, detail: error.message, error });
+
+export function prepareCrash(sys: SysReader, snap: Snapshot, kernel: KernelImage, kernelFile: string): CrashPrep {
+  const checks: Check[] = [];
+  // A kernel without kexec at all fails the "kexec support" check already.
+  if (snap.kexecLoaded !== undefined && snap.kexecCrashLoaded === undefined) checks.push(fail('crash support', noCrashDump()));
+  else if (snap.kexecCrashLoaded !== undefined) checks.push(pass('crash support', `/sys/kernel/kexec_crash_loaded = ${snap.kexecCrashLoaded ? 1 : 0}`));
+
+  const missing = missingCaptureOptions(kernel, kernelFile);
+  if (missing === undefined) checks.push(pass('capture kernel', `${kernelFile} has no embedded .config (CONFIG_IKCONFIG): whether it was built with CONFIG_CRASH_DUMP and CONFIG_PROC_VMCORE is unknown`));
+  else if (missing.length === 0) checks.push(pass('capture kernel', `${kernelFile}'s embedded .config has CONFIG_CRASH_DUMP=y and CONFIG_PROC_VMCORE=y`));
+  else checks.push(fail('capture kernel', notACaptureKernel(kernelFile, missing)));
+
+  try {
+    const plan = readCrashInputs(sys, snap, kernel.arch, false);
+    const r = plan.regions;
+    checks.push(pass('crash region', `crashkernel= reserved ${describeRegion(r.main)}${r.low ? ` and, low, ${describeRegion(r.low)}` : ''}`));
+    return { checks, plan };
+  } catch (e) {
+    if (!(e instanceof QkexecError)) throw e;
+    checks.push(fail('crash region', e));
+    return { checks, error: e };
+  }
 }

@@ -31,9 +31,7 @@ import { checkPreconditions, firstFailure, payloadSizeCheck, privilegesCheck, sy
 import { factsOf, readE820, readRsdp, readSnapshot, type Snapshot } from './snapshot.ts';
 import { DEFAULT_CRASH_STATE_FILE, DEFAULT_STATE_FILE, stateFromPlan, writeState, type CrashProvenance } from './statefile.ts';
 import { buildCrash, planCrash, type CrashInputs, type CrashLoad } from './crash-build.ts';
-import { readCrashInputs, readCrashRegions } from './crash-snapshot.ts';
-import { missingCaptureOptions, notACaptureKernel } from '../crash/ikconfig.ts';
-import { describeRegion } from '../crash/regions.ts';
+import { prepareCrash, readCrashInputs } from './crash-snapshot.ts';
 import { hex } from '../memory/range.ts';
 import { formatSize } from '../memory/ranges.ts';
 
@@ -175,50 +173,6 @@ export async function load(o: LoadOptions): Promise<LoadReport> {
   }
 }
 
-/** The crash image's own checks and inputs: crash support, crashkernel=, the capture kernel's .config. */
-interface CrashPrep {
-  checks: Check[];
-  /** For planning (kexec_file_load's forecast, plan --crash). */
-  plan?: CrashInputs;
-  /** Why the crash image cannot be planned at all (no crashkernel=). */
-  error?: QkexecError;
-}
-
-function prepareCrash(o: LoadOptions, snap: Snapshot, kernel: KernelImage): CrashPrep {
-  const checks: Check[] = [];
-  if (snap.kexecLoaded !== undefined && snap.kexecCrashLoaded === undefined) {
-    checks.push({
-      name: 'crash support',
-      ok: false,
-      detail: '',
-      error: new SystemError('ENOSYS', 'this kernel cannot load crash kernels (/sys/kernel/kexec_crash_loaded is missing: built without CONFIG_CRASH_DUMP)', {
-        errno: ERRNO.ENOSYS,
-        remedy: 'boot a kernel built with CONFIG_CRASH_DUMP=y',
-      }),
-    });
-    checks[0]!.detail = checks[0]!.error!.message;
-  } else if (snap.kexecCrashLoaded !== undefined) {
-    checks.push({ name: 'crash support', ok: true, detail: `/sys/kernel/kexec_crash_loaded = ${snap.kexecCrashLoaded ? 1 : 0}` });
-  }
-  const missing = missingCaptureOptions(kernel, o.kernel);
-  if (missing === undefined) checks.push({ name: 'capture kernel', ok: true, detail: `${o.kernel} has no embedded .config (CONFIG_IKCONFIG): whether it was built with CONFIG_CRASH_DUMP and CONFIG_PROC_VMCORE is unknown` });
-  else if (missing.length === 0) checks.push({ name: 'capture kernel', ok: true, detail: `${o.kernel}'s embedded .config has CONFIG_CRASH_DUMP=y and CONFIG_PROC_VMCORE=y` });
-  else {
-    const error = notACaptureKernel(o.kernel, missing);
-    checks.push({ name: 'capture kernel', ok: false, detail: error.message, error });
-  }
-  try {
-    const plan = readCrashInputs(o.sys, snap, kernel.arch, false);
-    const r = plan.regions;
-    checks.push({ name: 'crash region', ok: true, detail: `crashkernel= reserved ${describeRegion(r.main)}${r.low ? ` and, low, ${describeRegion(r.low)}` : ''}` });
-    return { checks, plan };
-  } catch (e) {
-    if (!(e instanceof QkexecError)) throw e;
-    checks.push({ name: 'crash region', ok: false, detail: e.message, error: e });
-    return { checks, error: e };
-  }
-}
-
 async function loadOnce(o: LoadOptions): Promise<LoadReport> {
   if (!o.dryRun) {
     // Before anything else is read: as non-root, /proc hides what the rest needs.
@@ -242,7 +196,7 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
   const payload: Payload = { kernel, kernelFile: o.kernel, initrd, cmdline };
   const sizes = { kernel: BigInt(kernel.bytes.length), initrd: initrd?.size };
   const inputs = archInputs(kernel, snap, o.sys);
-  const prep = crash ? prepareCrash(o, snap, kernel) : undefined;
+  const prep = crash ? prepareCrash(o.sys, snap, kernel, o.kernel) : undefined;
 
   let classic: ClassicLoad | undefined;
   let plan: KexecPlan | undefined;

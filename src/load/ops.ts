@@ -16,6 +16,7 @@ import { archFromNode, type SysReader } from '../sys/state.ts';
 import type { KexecSyscall, SyscallChoice } from './preconditions.ts';
 import { DEFAULT_CRASH_STATE_FILE, DEFAULT_STATE_FILE, readState, removeState, type LoadedState } from './statefile.ts';
 import { crashRegions, dumpRanges } from '../crash/regions.ts';
+import { noCrashDump } from './crash-snapshot.ts';
 import { parseCpuList } from '../crash/sysfs.ts';
 import type { IomemResource } from '../memory/iomem.ts';
 import { hex } from '../memory/range.ts';
@@ -50,12 +51,7 @@ function requireKexec(sys: SysReader): boolean {
 
 /** 6.12 shows /sys/kernel/kexec_crash_loaded only with CONFIG_CRASH_DUMP. */
 function requireCrashSupport(sys: SysReader): void {
-  if (sys.kexecCrashLoaded() === undefined) {
-    throw new SystemError('ENOSYS', 'this kernel cannot load crash kernels (/sys/kernel/kexec_crash_loaded is missing: built without CONFIG_CRASH_DUMP)', {
-      errno: ERRNO.ENOSYS,
-      remedy: 'boot a kernel built with CONFIG_CRASH_DUMP=y',
-    });
-  }
+  if (sys.kexecCrashLoaded() === undefined) throw noCrashDump();
 }
 
 function requireRoot(sys: SysReader, what: string): void {
