@@ -73,6 +73,9 @@ echo "QKLAB:kexec_crash_size $(cat /sys/kernel/kexec_crash_size)"
 const shell = (script: string): Step => ({ kind: 'shell', script });
 const run = (name: string, cmd: string): Step => shell(`qk_run ${name} ${cmd}`);
 
+/** What the crashed kernel's log says about a sysrq panic. */
+const SYSRQ_PANIC = /sysrq: Trigger a crash|Kernel panic - not syncing: sysrq triggered crash/;
+
 /** A real panic: sysrq where the kernel has it, else init exiting ("Attempted to kill init!"). */
 const PANIC = shell('echo QKLAB:panic; if [ -e /proc/sysrq-trigger ]; then echo c >/proc/sysrq-trigger; fi; exit 99');
 
@@ -244,33 +247,26 @@ describe('kdump: crash kernels loaded with qkexec, booted by a real panic', { co
     assert.match(ok(r, 'unload', 0), /^unloaded the crash kernel \(kexec_load\)$/m);
     const reload = ok(r, 'reload', 1);
     assert.match(reload, /^elfcorehdr 0x[0-9a-f]+-0x[0-9a-f]+ \(the ELF core header \/proc\/vmcore is built from\)$/m, reload);
-    assertCaptured(r, 'x86_64', c, true, /sysrq: Trigger a crash|Kernel panic - not syncing: sysrq triggered crash/);
+    assertCaptured(r, 'x86_64', c, true, SYSRQ_PANIC);
   });
 
+  /** A Debian guest that loads with `flags -p` and panics; returns the load's output. */
+  async function debianPanic(name: string, arch: Arch, flags: string): Promise<string> {
+    const c = await captureFor(arch);
+    const r = await runOk(panicScenario({ name, arch, firstAppend: 'crashkernel=256M', steps: [shell(HELPERS), run('load', crashLoad(c, flags)), PANIC] }, c));
+    assertCaptured(r, arch, c, true, SYSRQ_PANIC);
+    return ok(r, 'load', 1);
+  }
+
   test('x86_64 Debian 6.1, kexec_file_load (-s -p): panic, makedumpfile', async () => {
-    const c = await captureFor('x86_64');
-    const r = await runOk(panicScenario({
-      name: 'kdump-x86_64-file',
-      arch: 'x86_64',
-      firstAppend: 'crashkernel=256M',
-      steps: [shell(HELPERS), run('load', crashLoad(c, '-s')), PANIC],
-    }, c));
-    assert.match(ok(r, 'load', 1), /^loaded \/boot\/k2 as the crash kernel with kexec_file_load \(crash kernel region .*, placed by the kernel\)$/m);
-    assertCaptured(r, 'x86_64', c, true, /sysrq: Trigger a crash|Kernel panic - not syncing: sysrq triggered crash/);
+    const load = await debianPanic('kdump-x86_64-file', 'x86_64', '-s');
+    assert.match(load, /^loaded \/boot\/k2 as the crash kernel with kexec_file_load \(crash kernel region .*, placed by the kernel\)$/m, load);
   });
 
   test('arm64 Debian 6.1, -p: no kexec_file_load, so kexec_load with qkexec\'s header and /chosen; panic, makedumpfile', async () => {
-    const c = await captureFor('arm64');
-    const r = await runOk(panicScenario({
-      name: 'kdump-arm64-auto',
-      arch: 'arm64',
-      firstAppend: 'crashkernel=256M',
-      steps: [shell(HELPERS), run('load', crashLoad(c, '')), PANIC],
-    }, c));
-    const load = ok(r, 'load', 1);
+    const load = await debianPanic('kdump-arm64-auto', 'arm64', '');
     assert.match(load, /^note: kexec_file_load is not available \(ENOSYS\): this kernel was built without CONFIG_KEXEC_FILE: falling back to kexec_load$/m, load);
     assert.match(load, /^loaded \/boot\/k2 as the crash kernel with kexec_load /m, load);
-    assertCaptured(r, 'arm64', c, true, /sysrq: Trigger a crash|Kernel panic - not syncing: sysrq triggered crash/);
   });
 
   /** The reboot kernel loads with one syscall in the exec guest and the other in the panic guest. */
