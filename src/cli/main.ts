@@ -18,7 +18,7 @@ import { hex } from '../memory/range.ts';
 import { formatSize } from '../memory/ranges.ts';
 import { formatPlan, planToJson } from '../plan/format.ts';
 import { planSvg } from '../plan/svg.ts';
-import { quickkexecParam, reserveSize } from '../plan/reserve.ts';
+import { quickkexecParam, reloadReserveSize, reserveSize } from '../plan/reserve.ts';
 import { SysReader } from '../sys/state.ts';
 import { buildClassic, planOnly, requestsFor, type Payload, type StrategyOption } from '../load/build.ts';
 import { composeCmdline } from '../load/cmdline.ts';
@@ -337,11 +337,21 @@ function program(setExit: (code: number) => void): Command {
     const inputs = archInputs(kernel, snap, sys);
     const crash = o.crash ? readCrashInputs(sys, snap, kernel.arch, false) : undefined;
     if (o.reserve) {
-      const size = reserveSize(crash ? crashRequests(payload, crash, inputs) : requestsFor(payload, inputs));
-      const param = crash ? crashkernelParam(size) : quickkexecParam(size);
-      if (o.json) out(toJson({ size, param }));
-      else if (crash) out(`${param}   (${formatSize(size)}: what ${o.kernel ?? positional}${o.initrd ? ` and ${o.initrd}` : ''} and their boot data take in the crash region; the capture kernel needs room to run besides)`);
-      else out(`${param}   (${formatSize(size)}: the smallest 2 MiB-aligned region that holds ${o.kernel ?? positional}${o.initrd ? ` and ${o.initrd}` : ''} in place)`);
+      if (crash) {
+        const size = reserveSize(crashRequests(payload, crash, inputs));
+        const param = crashkernelParam(size);
+        if (o.json) out(toJson({ size, param }));
+        else out(`${param}   (${formatSize(size)}: what ${o.kernel ?? positional}${o.initrd ? ` and ${o.initrd}` : ''} and their boot data take in the crash region; the capture kernel needs room to run besides)`);
+        return;
+      }
+      const requests = requestsFor(payload, inputs);
+      const size = reserveSize(requests);
+      const reload = reloadReserveSize(requests);
+      if (o.json) out(toJson({ size, param: quickkexecParam(size), reloadSize: reload, reloadParam: quickkexecParam(reload) }));
+      else {
+        out(`${quickkexecParam(size)}   (${formatSize(size)}: the smallest 2 MiB-aligned region that holds ${o.kernel ?? positional}${o.initrd ? ` and ${o.initrd}` : ''} in place)`);
+        out(`${quickkexecParam(reload)}   (${formatSize(reload)}: room for a reload in place while this payload is loaded; with the smaller region a reload goes the standard way)`);
+      }
       return;
     }
     const opts = planOptsOf(o);

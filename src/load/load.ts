@@ -6,14 +6,17 @@
  *
  * A load that fails leaves the kernel's state as it was: kexec_load and
  * kexec_file_load only replace the loaded image once the new one is
- * complete. Two exceptions: the patched kernel's quick path must unload a
- * previous quick image before writing over it, and the kernel drops a
- * loaded crash kernel before loading a new one into the crash region
- * (kernel/kexec.c, kernel/kexec_file.c); the report says so beforehand,
- * and after a failure says what is loaded now.
+ * complete, and the patched kernel never writes a quick image over the
+ * quick image loaded now (one that would overlap it loads the standard
+ * way). So a reload plans around the loaded image's segments, when this
+ * qkexec placed them, and goes in place if the region has room for both.
  *
  * With `crash` (kexec-tools -p) the image is a capture kernel for kdump:
- * loaded into the crashkernel= region, booted by the kernel on panic.
+ * loaded into the crashkernel= region, booted by the kernel on panic. The
+ * kernel drops a loaded crash kernel before loading a new one into the
+ * crash region (kernel/kexec.c, kernel/kexec_file.c), so a refused crash
+ * load leaves none; the report says so beforehand, and after a failure
+ * says what is loaded now.
  */
 import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -29,11 +32,12 @@ import { buildClassic, planOnly, type ArchInputs, type ClassicLoad, type Payload
 import { composeCmdline, type CmdlineOptions } from './cmdline.ts';
 import { checkPreconditions, firstFailure, payloadSizeCheck, privilegesCheck, syscallOrder, type Check, type KexecSyscall, type SyscallChoice } from './preconditions.ts';
 import { factsOf, readE820, readRsdp, readSnapshot, type Snapshot } from './snapshot.ts';
-import { DEFAULT_CRASH_STATE_FILE, DEFAULT_STATE_FILE, stateFromPlan, writeState, type CrashProvenance } from './statefile.ts';
+import { DEFAULT_CRASH_STATE_FILE, DEFAULT_STATE_FILE, readState, stateFromPlan, writeState, type CrashProvenance, type LoadedState } from './statefile.ts';
+import { withLoadedQuickImage } from '../memory/map.ts';
+import { hex, type Range } from '../memory/range.ts';
+import { formatSize } from '../memory/ranges.ts';
 import { buildCrash, planCrash, type CrashInputs, type CrashLoad } from './crash-build.ts';
 import { prepareCrash, readCrashInputs } from './crash-snapshot.ts';
-import { hex } from '../memory/range.ts';
-import { formatSize } from '../memory/ranges.ts';
 
 export interface LoadOptions extends CmdlineOptions, PlanOptions {
   kernel: string;
@@ -107,6 +111,12 @@ function readInitrd(file: string, wantBytes: boolean, maxBytes?: bigint): { file
   }
 }
 
+/** Where the quick image loaded now sits, when qkexec placed it (kexec_load in this boot). */
+export function loadedQuickSegments(st: LoadedState | undefined): Range[] {
+  if (st === undefined || st.strategy !== 'quick' || st.planInformative) return [];
+  return st.segments.map((s) => ({ start: BigInt(s.mem), end: BigInt(s.mem) + BigInt(s.memsz) }));
+}
+
 export function runningCmdline(snap: Snapshot): string {
   if (snap.cmdline === undefined) {
     throw new QkexecError('ENOENT', '--reuse-cmdline: /proc/cmdline does not exist', { remedy: 'mount /proc, or give the command line with --command-line' });
@@ -134,7 +144,7 @@ function stateAfterFailure(before: boolean | undefined, after: boolean | undefin
     return 'no crash kernel is loaded';
   }
   if (before && after) return 'the kernel loaded before is still loaded';
-  if (before && !after) return 'the kernel loaded before is no longer loaded (the quick path unloads it before writing in place)';
+  if (before && !after) return 'the kernel loaded before is no longer loaded';
   if (!before && after) return 'a kernel is loaded now (loaded by another process?)';
   return 'no kernel is loaded';
 }
@@ -188,6 +198,8 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
   const crash = o.crash === true;
   const kernel = probeFile(o.kernel);
   const snap = readSnapshot(o.sys);
+  const loadedState = snap.kexecLoaded ? readState(o.stateFile ?? DEFAULT_STATE_FILE, o.sys.bootId()) : undefined;
+  const memory = withLoadedQuickImage(snap.memory, loadedQuickSegments(loadedState));
   const cmdline = composeCmdline(o, () => runningCmdline(snap));
   let syscalls = syscallOrder(o.syscall, snap.lockdown);
   if (o.syscall === 'auto' && syscalls.length === 1) notice(`lockdown (${snap.lockdown}) forbids kexec_load: using kexec_file_load only`);
@@ -206,7 +218,7 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
   let crashBuilt: CrashInputs | undefined;
   const buildCrashImage = (): ClassicLoad => {
     const ci = readCrashInputs(o.sys, snap, kernel.arch, true);
-    const built = buildCrash(payload, snap.memory, ci, inputs);
+    const built = buildCrash(payload, memory, ci, inputs);
     crashBuilt = ci;
     return built;
   };
@@ -215,7 +227,7 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
     // Too big a payload is refused by its own check; the initramfs was not read.
     if (syscalls.includes('kexec_load') && !payloadSizeCheck(sizes, snap.memTotal)?.error) {
       try {
-        classic = crash ? buildCrashImage() : buildClassic(payload, snap.memory, o, inputs);
+        classic = crash ? buildCrashImage() : buildClassic(payload, memory, o, inputs);
         plan = classic.plan;
       } catch (e) {
         // Under auto, a kexec_load that cannot be built only loses the fallback.
@@ -224,7 +236,7 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
         syscalls = syscalls.filter((s) => s !== 'kexec_load');
       }
     }
-    plan ??= crash ? planCrash(payload, snap.memory, prep!.plan!, inputs) : planOnly(payload, snap.memory, o, inputs);
+    plan ??= crash ? planCrash(payload, memory, prep!.plan!, inputs) : planOnly(payload, memory, o, inputs);
     if (classicError) notice(`kexec_load fallback unavailable: ${classicError.message}`);
   } catch (e) {
     if (!(e instanceof QkexecError)) throw e;
@@ -293,8 +305,6 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
     report.previouslyLoaded = before;
     if (before && crash) {
       notice('a crash kernel is already loaded: the kernel drops it before loading the new one into the crash region (if this load fails, none is loaded)');
-    } else if (before && plan?.strategy === 'quick') {
-      notice('a kernel is already loaded: the quick path unloads it before writing the new one in place');
     } else if (before) {
       notice('a kernel is already loaded: it is replaced once the new one is loaded (and stays if this load fails)');
     }
