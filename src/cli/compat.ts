@@ -153,7 +153,7 @@ export function translateKexecArgv(argv: readonly string[], opts: { implicitExec
     });
   }
   if (has('type')) notes.push(`--type=${val('type')} ignored: qkexec recognises the image format itself`);
-  if (has('argsLinux')) notes.push('--args-linux accepted: it only concerns ELF kernels, which qkexec does not load');
+  if (has('argsLinux')) notes.push('--args-linux accepted: qkexec passes an ELF kernel its command line as it does any kernel');
   if (has('elf64CoreHeaders')) notes.push('--elf64-core-headers accepted: qkexec always writes ELF64 core headers');
   if (has('dtNoOldRoot')) notes.push('--dt-no-old-root accepted: qkexec takes no root= from the old device tree\'s bootargs');
   if (positional.length > 1) throw usage(`more than one kernel file given: ${positional.join(', ')}`);

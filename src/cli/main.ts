@@ -13,18 +13,22 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { basename } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { FormatError, PlanError, QkexecError } from '../errors.ts';
-import { describe, probeFile } from '../image/probe.ts';
+import { describe, describeUki, probeFile } from '../image/probe.ts';
 import { hex } from '../memory/range.ts';
 import { formatSize } from '../memory/ranges.ts';
 import { formatPlan, planToJson } from '../plan/format.ts';
 import { planSvg } from '../plan/svg.ts';
 import { quickkexecParam, reloadReserveSize, reserveSize } from '../plan/reserve.ts';
 import { SysReader } from '../sys/state.ts';
-import { buildClassic, planOnly, requestsFor, type Payload, type StrategyOption } from '../load/build.ts';
+import { buildClassic, requestsFor, type Payload, type StrategyOption } from '../load/build.ts';
 import { composeCmdline } from '../load/cmdline.ts';
-import { archInputs, load, runningCmdline, type LoadReport } from '../load/load.ts';
+import { describeFileLoadKernel, fileLoadKernel } from '../load/fileload.ts';
+import { initrdParts, joinInitrd } from '../load/initrd.ts';
+import { archInputs, load, runningCmdline, x86Platform, type LoadReport } from '../load/load.ts';
 import { execLoaded, formatStatus, status, unload, type StatusReport } from '../load/ops.ts';
-import type { SyscallChoice } from '../load/preconditions.ts';
+import { syscallOrder, type SyscallChoice } from '../load/preconditions.ts';
+import { prepareCodecs } from '../unpack/codec/index.ts';
+import { formatUnpack, settleUnpack, unpackPayload, type UnpackOption } from '../load/unpack.ts';
 import { readSnapshot } from '../load/snapshot.ts';
 import { crashRequests, planCrash } from '../load/crash-build.ts';
 import { readCrashInputs } from '../load/crash-snapshot.ts';
@@ -72,7 +76,7 @@ function toJson(v: unknown): string {
 
 interface InputOpts {
   kernel?: string;
-  initrd?: string;
+  initrd: string[];
   append?: string;
   commandLine?: string;
   reuseCmdline?: boolean;
@@ -87,6 +91,12 @@ interface InputOpts {
   json?: boolean;
   verbose?: boolean;
   crash?: boolean;
+  /** --unpack (true) / --no-unpack (false); unset: auto. */
+  unpack?: boolean;
+}
+
+function unpackOf(o: InputOpts): UnpackOption {
+  return o.unpack === undefined ? 'auto' : o.unpack ? 'on' : 'off';
 }
 
 function sysFrom(o: { sysroot?: string; iomem?: string; memmap?: string; fdt?: string }): SysReader {
@@ -104,15 +114,17 @@ function kernelPath(positional: string | undefined, o: InputOpts): string {
 function inputOptions(c: Command): Command {
   return c
     .argument('[kernel]', 'kernel image (same as --kernel)')
-    .option('--kernel <file>', 'kernel image: bzImage (x86_64), Image or Image.gz (arm64)')
-    .option('--initrd <file>', 'initramfs to pass to the new kernel')
-    .option('--append <string>', 'append to the command line')
-    .option('--command-line <string>', 'the command line (before --append)')
+    .option('--kernel <file>', 'kernel image: bzImage or vmlinux (x86_64); Image, Image.gz/.zst, EFI zboot or vmlinux (arm64); or a UKI')
+    .option('--initrd <file>', 'initramfs to pass to the new kernel; repeat to join several (after a UKI\'s .ucode, before its .initrd)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--append <string>', 'append to the command line (a UKI\'s .cmdline included)')
+    .option('--command-line <string>', 'the command line (before --append; replaces a UKI\'s .cmdline)')
     .option('--reuse-cmdline', 'start from the running kernel\'s command line (/proc/cmdline)')
     .addOption(new Option('--syscall <how>', 'classic = kexec_load, file = kexec_file_load, auto = file, then classic').choices(['classic', 'file', 'auto']).default('auto'))
     .addOption(new Option('--strategy <how>', 'quick = in place in the Quick kexec region, standard = relocate at reboot').choices(['quick', 'standard', 'auto']).default('auto'))
     .option('--mem-min <addr>', 'lowest address for any segment (kexec_load only)')
     .option('--mem-max <addr>', 'highest address for any segment (kexec_load only)')
+    .option('--unpack', 'decompress the kernel (x86_64 bzImage) and every compressed initramfs part at load time, so the next kernel only copies (default: auto, on the quick path when the unpacked payload fits the Quick kexec region)')
+    .option('--no-unpack', 'load the kernel and initramfs as they are')
     .option('--fdt <file>', 'arm64: device tree to start from instead of /sys/firmware/fdt (kexec-tools --dtb)')
     .option('--iomem <file>', 'read this file instead of /proc/iomem (plan, --dry-run)')
     .option('--memmap <dir>', 'read this directory instead of /sys/firmware/memmap (plan, --dry-run)')
@@ -125,7 +137,7 @@ function inputOptions(c: Command): Command {
 function payloadOf(kernelFile: string, o: InputOpts, sys: SysReader) {
   const kernel = probeFile(kernelFile);
   const snap = readSnapshot(sys);
-  const cmdline = composeCmdline(o, () => runningCmdline(snap));
+  const cmdline = composeCmdline(o, () => runningCmdline(snap), kernel.uki?.cmdline);
   return { kernel, snap, cmdline };
 }
 
@@ -160,10 +172,13 @@ function formatLoadReport(r: LoadReport, verbose: boolean): string {
   }
   if (r.dryRun || verbose) {
     lines.push(`kernel   ${r.kernel.file}: ${r.kernel.description}`);
-    if (r.initrd) lines.push(`initrd   ${r.initrd.file}: ${r.initrd.size} bytes`);
+    if (r.uki) lines.push(...ukiLines(r.uki));
+    if (r.fileLoadKernel) lines.push(`kexec_file_load kernel fd: ${r.fileLoadKernel}`);
+    if (r.initrd) lines.push(initrdLine(r.initrd));
     lines.push(`cmdline  ${JSON.stringify(r.cmdline)}`);
     if (r.crash?.kernelCmdline !== undefined && r.crash.kernelCmdline !== r.cmdline) lines.push(`         the capture kernel gets ${JSON.stringify(r.crash.kernelCmdline)}`);
     if (r.crash?.elfcorehdr) lines.push(`elfcorehdr ${formatRange(r.crash.elfcorehdr)} (the ELF core header /proc/vmcore is built from)`);
+    if (r.unpack) lines.push(...formatUnpack(r.unpack));
     lines.push(`syscall  ${r.syscall ?? sc}`);
     lines.push('checks:');
     for (const c of r.checks) lines.push(`  ${c.ok ? 'ok  ' : 'FAIL'}  ${c.name}: ${c.detail}`);
@@ -173,6 +188,16 @@ function formatLoadReport(r: LoadReport, verbose: boolean): string {
     }
   }
   return lines.join('\n');
+}
+
+function ukiLines(u: NonNullable<LoadReport['uki']>): string[] {
+  const used = [u.cmdline && `.cmdline ${u.cmdline}`, u.initrd !== undefined && '.initrd joined into the initramfs', u.dtb && `.dtb ${u.dtb}`].filter(Boolean);
+  return [`uki      ${u.description}`, ...(used.length ? [`         ${used.join('; ')}`] : [])];
+}
+
+function initrdLine(i: NonNullable<LoadReport['initrd']>): string {
+  const parts = i.parts && i.parts.length > 1 ? ` (joined: ${i.parts.map((p) => `${p.source} ${p.size}`).join(' + ')})` : '';
+  return `initrd   ${i.file}: ${i.size} bytes${parts}`;
 }
 
 function loadReportJson(r: LoadReport) {
@@ -236,6 +261,7 @@ function program(setExit: (code: number) => void): Command {
         commandLine: o.commandLine,
         reuseCmdline: o.reuseCmdline,
         syscall: oneOf(o.syscall, ['classic', 'file', 'auto'] as const, '--syscall') as SyscallChoice,
+        unpack: unpackOf(o),
         ...planOptsOf(o),
         dryRun: !!o.dryRun,
         sys,
@@ -328,46 +354,56 @@ function program(setExit: (code: number) => void): Command {
   ).action(async (positional: string | undefined, o: InputOpts & { svg?: string; reserve?: boolean }) => {
     const sys = sysFrom(o);
     const { kernel, snap, cmdline } = payloadOf(kernelPath(positional, o), o, sys);
-    let initrd: Payload['initrd'];
-    if (o.initrd !== undefined) {
-      const bytes = readFileOr(o.initrd, 'initramfs');
-      initrd = { file: o.initrd, size: BigInt(bytes.length), bytes };
-    }
-    const payload: Payload = { kernel, kernelFile: kernelPath(positional, o), initrd, cmdline };
-    const inputs = archInputs(kernel, snap, sys);
+    const initrd = joinInitrd(initrdParts(o.initrd, kernel.uki, true));
+    const packed: Payload = { kernel, kernelFile: kernelPath(positional, o), initrd, cmdline };
     const crash = o.crash ? readCrashInputs(sys, snap, kernel.arch, false) : undefined;
+    if (unpackOf(o) !== 'off' && !crash) await prepareCodecs();
+    const inputs = archInputs(kernel, snap, sys, packed.kernelFile);
+    const opts = planOptsOf(o);
+    const syscalls = syscallOrder(oneOf(o.syscall, ['classic', 'file', 'auto'] as const, '--syscall') as SyscallChoice, snap.lockdown);
+    const context = { strategy: opts.strategy, memory: snap.memory, memTotal: snap.memTotal, syscalls, platform: kernel.arch === 'x86_64' ? x86Platform(sys) : undefined };
+    if (o.reserve && crash) {
+      // A capture kernel loads as it is (no unpacking): size the crash region for the files.
+      const size = reserveSize(crashRequests(packed, crash, inputs));
+      const param = crashkernelParam(size);
+      if (o.json) out(toJson({ size, param }));
+      else out(`${param}   (${formatSize(size)}: what ${packed.kernelFile}${initrd ? ` and ${initrd.file}` : ''} and their boot data take in the crash region; the capture kernel needs room to run besides)`);
+      return;
+    }
     if (o.reserve) {
-      if (crash) {
-        const size = reserveSize(crashRequests(payload, crash, inputs));
-        const param = crashkernelParam(size);
-        if (o.json) out(toJson({ size, param }));
-        else out(`${param}   (${formatSize(size)}: what ${o.kernel ?? positional}${o.initrd ? ` and ${o.initrd}` : ''} and their boot data take in the crash region; the capture kernel needs room to run besides)`);
-        return;
-      }
-      const requests = requestsFor(payload, inputs);
+      // A reservation makes the path quick, where auto unpacks: size it for the unpacked payload unless --no-unpack.
+      const r = unpackPayload(packed, { ...context, option: unpackOf(o) === 'off' ? 'off' : 'on', strategy: 'quick' });
+      const requests = requestsFor(r.unpacked ?? packed, inputs);
       const size = reserveSize(requests);
       const reload = reloadReserveSize(requests);
-      if (o.json) out(toJson({ size, param: quickkexecParam(size), reloadSize: reload, reloadParam: quickkexecParam(reload) }));
-      else {
-        out(`${quickkexecParam(size)}   (${formatSize(size)}: the smallest 2 MiB-aligned region that holds ${o.kernel ?? positional}${o.initrd ? ` and ${o.initrd}` : ''} in place)`);
+      const packedSize = r.unpacked ? reserveSize(requestsFor(packed, inputs)) : size;
+      const what = `${packed.kernelFile}${initrd ? ` and ${initrd.file}` : ''}`;
+      if (o.json) {
+        out(toJson({ size, param: quickkexecParam(size), reloadSize: reload, reloadParam: quickkexecParam(reload), unpacked: r.unpacked !== undefined, packedSize, packedParam: quickkexecParam(packedSize) }));
+      } else {
+        if (r.unpacked) out(`${quickkexecParam(size)}   (${formatSize(size)}: the smallest 2 MiB-aligned region that holds ${what} unpacked, in place; ${quickkexecParam(packedSize)} holds them packed, --no-unpack)`);
+        else out(`${quickkexecParam(size)}   (${formatSize(size)}: the smallest 2 MiB-aligned region that holds ${what} in place)`);
         out(`${quickkexecParam(reload)}   (${formatSize(reload)}: room for a reload in place while this payload is loaded; with the smaller region a reload goes the standard way)`);
       }
       return;
     }
-    const opts = planOptsOf(o);
-    const plan = crash
-      ? planCrash(payload, snap.memory, crash, inputs)
-      : kernel.kind === 'elf'
-        ? planOnly(payload, snap.memory, opts, inputs)
-        : buildClassic(payload, snap.memory, opts, inputs).plan;
+    const r = unpackPayload(packed, { ...context, option: crash ? 'off' : unpackOf(o) });
+    const build = (pl: Payload) => ({ plan: crash ? planCrash(pl, snap.memory, crash, inputs) : buildClassic(pl, snap.memory, opts, inputs).plan });
+    const { built, summary } = settleUnpack(packed, r, build);
+    const plan = built.plan;
+    const fileKernel = o.syscall === 'classic' ? undefined : describeFileLoadKernel(kernel, fileLoadKernel(kernel));
     if (o.svg) writeFileSync(o.svg, planSvg(plan, snap.memory));
+    const initrdJson = initrd && { file: initrd.file, size: initrd.size, parts: initrd.parts.map((p) => ({ source: p.source, size: p.size })) };
     if (o.json) {
-      out(toJson({ kernel: { file: payload.kernelFile, description: describe(kernel) }, initrd: initrd && { file: initrd.file, size: initrd.size }, cmdline, plan: planToJson(plan) }));
+      out(toJson({ kernel: { file: packed.kernelFile, description: describe(kernel) }, uki: kernel.uki && { description: describeUki(kernel.uki), cmdline: kernel.uki.cmdline }, fileLoadKernel: fileKernel, initrd: initrdJson, cmdline, unpack: summary, plan: planToJson(plan) }));
       return;
     }
-    out(`kernel   ${payload.kernelFile}: ${describe(kernel)}`);
-    if (initrd) out(`initrd   ${initrd.file}: ${initrd.size} bytes`);
+    out(`kernel   ${packed.kernelFile}: ${describe(kernel)}`);
+    if (kernel.uki) out(`uki      ${describeUki(kernel.uki)}`);
+    if (initrd) out(initrdLine({ file: initrd.file, size: initrd.size, parts: initrdJson!.parts }));
     out(`cmdline  ${JSON.stringify(cmdline)}`);
+    if (fileKernel) out(`kexec_file_load kernel fd: ${fileKernel}`);
+    for (const l of formatUnpack(summary)) out(l);
     if (o.syscall === 'file') out('note: with --syscall file the kernel places the segments itself; this is where kexec_load would put them');
     out(formatPlan(plan).trimEnd());
     if (o.svg) out(`wrote ${o.svg}`);
@@ -384,16 +420,6 @@ function program(setExit: (code: number) => void): Command {
     });
 
   return p;
-}
-
-function readFileOr(file: string, what: string): Uint8Array {
-  try {
-    const b = readFileSync(file);
-    return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? 'unreadable';
-    throw new QkexecError(code, `${what} ${file}: ${code === 'ENOENT' ? 'does not exist' : (e as Error).message}`, { remedy: `check the ${what} path` });
-  }
 }
 
 /** For errors raised without a remedy of their own. */

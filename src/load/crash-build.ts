@@ -16,6 +16,7 @@
  * Pure, like build.ts: the system's state comes in as CrashInputs.
  */
 import { QkexecError } from '../errors.ts';
+import type { Arch } from '../image/types.ts';
 import type { Arm64Image, BzImage } from '../image/types.ts';
 import type { IomemResource } from '../memory/iomem.ts';
 import type { MemoryMap } from '../memory/map.ts';
@@ -33,7 +34,7 @@ import { buildElfcorehdr, elfcorehdrSize, type CrashNote } from '../crash/elfcor
 import type { KernelLayout } from '../crash/kcore.ts';
 import type { CrashRegions } from '../crash/regions.ts';
 import type { VmcoreinfoNote } from '../crash/sysfs.ts';
-import { assemble, one, unsupportedElf, type ArchInputs, type ClassicLoad, type Payload } from './build.ts';
+import { assemble, one, type ArchInputs, type ClassicLoad, type Payload } from './build.ts';
 
 /** What a crash image is built from, read from the running system (snapshot.ts readCrashInputs). */
 export interface CrashInputs {
@@ -55,6 +56,13 @@ export interface CrashLoad extends ClassicLoad {
   cmdline: string;
   /** Where the ELF core header went, [start, end) of its bytes. */
   elfcorehdr: Range;
+}
+
+/** qkexec builds a crash image's boot data for the boot images only: an ELF vmlinux is refused. */
+function elfCrashKernel(arch: Arch): QkexecError {
+  return new QkexecError('unsupported', `an ELF vmlinux cannot be loaded as a crash kernel on ${arch}`, {
+    remedy: arch === 'x86_64' ? 'load the bzImage (arch/x86/boot/bzImage) as the crash kernel' : 'load the Image (arch/arm64/boot/Image) as the crash kernel',
+  });
 }
 
 /** boot_params 0x070 acpi_rsdp_addr exists from boot protocol 2.14; older kernels take acpi_rsdp= instead. */
@@ -81,7 +89,7 @@ function x86Sizes(k: BzImage, p: Payload, c: CrashInputs, a: ArchInputs): Segmen
 }
 
 function arm64Sizes(k: Arm64Image, p: Payload, c: CrashInputs, a: ArchInputs): SegmentSizes {
-  const dtb = a.fdt && BigInt(arm64DtbSize(a.fdt.bytes, a.fdt.file, { bootargs: p.cmdline, initrd: p.initrd !== undefined, crash: { usable: usable(c.regions) } }));
+  const dtb = a.fdt && BigInt(arm64DtbSize(a.fdt.bytes, a.fdt.file, { bootargs: p.cmdline, initrd: p.initrd !== undefined, efiChosenFrom: a.efiChosenFrom, crash: { usable: usable(c.regions) } }));
   return { initrd: p.initrd?.size, dtb, purgatory: BigInt(ARM64_PURGATORY_SIZE) };
 }
 
@@ -96,7 +104,7 @@ function usable(r: CrashRegions): Range[] {
  */
 export function crashRequests(p: Payload, c: CrashInputs, a: ArchInputs): SegmentRequest[] {
   const k = p.kernel;
-  if (k.kind === 'elf') throw unsupportedElf(k.arch);
+  if (k.kind === 'elf') throw elfCrashKernel(k.arch);
   const sizes = k.kind === 'bzimage' ? x86Sizes(k, p, c, a) : arm64Sizes(k, p, c, a);
   return [elfcorehdrRequest(k.arch, headerBytes(c)), ...segmentRequests(k, sizes)];
 }
@@ -153,7 +161,7 @@ function buildX86(k: BzImage, p: Payload, memory: MemoryMap, c: CrashInputs, a: 
     acpiRsdp: a.acpiRsdp,
   });
   const purgatory = x86Purgatory({ base: purg.mem, bootParams: bp.mem, entry: kernel.mem + k.entry64Offset });
-  const load = assemble(plan, { kernel: k.bytes, initrd: p.initrd?.bytes, boot_params: padTo(bootParams, bp.bufsz), purgatory, elfcorehdr: hdrBytes });
+  const load = assemble(plan, { kernel: [k.bytes], initrd: p.initrd?.bytes, boot_params: padTo(bootParams, bp.bufsz), purgatory, elfcorehdr: hdrBytes });
   return { ...load, cmdline, elfcorehdr: { start: hdr.mem, end: hdr.mem + BigInt(hdrBytes.length) } };
 }
 
@@ -171,11 +179,12 @@ function buildArm64(k: Arm64Image, p: Payload, memory: MemoryMap, c: CrashInputs
     bootargs: p.cmdline,
     initrd,
     random: a.random ?? ((n: number) => new Uint8Array(n)),
+    efiChosenFrom: a.efiChosenFrom,
     crash: { elfcorehdr, usable: usable(c.regions) },
   });
   checkArm64Boot({ kernel: kernel.mem, text_offset: k.text_offset, kernelSize: k.image_size, dtb: dtbSeg.mem, dtbSize: BigInt(dtb.length), initrd });
   const purgatory = arm64Purgatory({ dtb: dtbSeg.mem, kernel: kernel.mem });
-  const load = assemble(plan, { kernel: k.bytes, initrd: p.initrd?.bytes, dtb, purgatory, elfcorehdr: hdrBytes });
+  const load = assemble(plan, { kernel: [k.bytes], initrd: p.initrd?.bytes, dtb, purgatory, elfcorehdr: hdrBytes });
   return { ...load, cmdline: p.cmdline, elfcorehdr };
 }
 
@@ -184,5 +193,5 @@ export function buildCrash(p: Payload, memory: MemoryMap, c: CrashInputs, a: Arc
   const k = p.kernel;
   if (k.kind === 'bzimage') return buildX86(k, p, memory, c, a);
   if (k.kind === 'arm64-image') return buildArm64(k, p, memory, c, a);
-  throw unsupportedElf(k.arch);
+  throw elfCrashKernel(k.arch);
 }

@@ -18,18 +18,23 @@
  * load leaves none; the report says so beforehand, and after a failure
  * says what is loaded now.
  */
-import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { QkexecError, SystemError } from '../errors.ts';
-import { describe, probeFile } from '../image/probe.ts';
+import { describe, describeUki, probeFile } from '../image/probe.ts';
 import type { KernelImage } from '../image/types.ts';
 import type { KexecPlan } from '../plan/types.ts';
 import { ERRNO, kexecError } from '../sys/errno.ts';
 import { KERNEL, KEXEC_FILE_ON_CRASH, KEXEC_ON_CRASH, type KexecCalls } from '../sys/syscalls.ts';
+import { PATHS } from '../sys/state.ts';
+import { CC_BLOB_ADDRESS, type X86Platform } from '../arch/x86_64/direct-entry.ts';
+import { prepareCodecs } from '../unpack/codec/index.ts';
+import { settleUnpack, unpackPayload, type UnpackOption, type UnpackSummary } from './unpack.ts';
 import { acquireLock, DEFAULT_LOCK_FILE } from '../sys/lock.ts';
 import type { SysReader } from '../sys/state.ts';
 import { buildClassic, planOnly, type ArchInputs, type ClassicLoad, type Payload, type PlanOptions } from './build.ts';
 import { composeCmdline, type CmdlineOptions } from './cmdline.ts';
+import { describeFileLoadKernel, fileLoadKernel, unsupportedFileLoad, withFileLoadFds } from './fileload.ts';
+import { initrdParts, joinInitrd, type Initrd } from './initrd.ts';
 import { checkPreconditions, firstFailure, payloadSizeCheck, privilegesCheck, syscallOrder, type Check, type KexecSyscall, type SyscallChoice } from './preconditions.ts';
 import { factsOf, readE820, readRsdp, readSnapshot, type Snapshot } from './snapshot.ts';
 import { DEFAULT_CRASH_STATE_FILE, DEFAULT_STATE_FILE, readState, stateFromPlan, writeState, type CrashProvenance, type LoadedState } from './statefile.ts';
@@ -40,8 +45,11 @@ import { buildCrash, planCrash, type CrashInputs, type CrashLoad } from './crash
 import { prepareCrash, readCrashInputs } from './crash-snapshot.ts';
 
 export interface LoadOptions extends CmdlineOptions, PlanOptions {
+  /** Decompress the kernel and initramfs at load time (default auto: on the quick path, when they fit). */
+  unpack?: UnpackOption;
   kernel: string;
-  initrd?: string;
+  /** One initramfs, or several joined in this order (after a UKI's .ucode, before its .initrd). */
+  initrd?: string | readonly string[];
   syscall: SyscallChoice;
   dryRun: boolean;
   sys: SysReader;
@@ -61,7 +69,11 @@ export interface LoadReport {
   dryRun: boolean;
   loaded: boolean;
   kernel: { file: string; arch: string; description: string };
-  initrd?: { file: string; size: bigint };
+  /** What a UKI carried, and what of it was used (describeUki). */
+  uki?: { description: string; cmdline?: string; initrd?: number; dtb?: string };
+  /** Where kexec_file_load's kernel fd comes from (the file, or a memfd with the extracted kernel). */
+  fileLoadKernel?: string;
+  initrd?: { file: string; size: bigint; parts?: { source: string; size: bigint }[] };
   cmdline: string;
   /** The syscalls that would be / were tried, in order. */
   syscalls: KexecSyscall[];
@@ -74,6 +86,8 @@ export interface LoadReport {
   checks: Check[];
   previouslyLoaded?: boolean;
   notices: string[];
+  /** What --unpack did (auto, on or off) and why. */
+  unpack?: UnpackSummary;
   /** A crash kernel load: where it goes and what qkexec told the capture kernel. */
   crash?: {
     region: { start: bigint; end: bigint };
@@ -83,32 +97,6 @@ export interface LoadReport {
     /** kexec_load: the command line the capture kernel gets (x86_64 adds elfcorehdr=). */
     kernelCmdline?: string;
   };
-}
-
-/**
- * Reads the initramfs: whole for kexec_load, size only when the kernel
- * reads it itself, or when it is larger than `maxBytes` (the load is
- * refused anyway, and reading it could exhaust memory).
- */
-function readInitrd(file: string, wantBytes: boolean, maxBytes?: bigint): { file: string; size: bigint; bytes?: Uint8Array } {
-  let fd: number | undefined;
-  try {
-    fd = openSync(file, 'r');
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw new QkexecError('not-a-file', `initramfs ${file} is not a regular file`, { remedy: 'pass the initramfs file with --initrd' });
-    if (st.size === 0) throw new QkexecError('empty-initrd', `initramfs ${file} is empty`, { remedy: 'rebuild the initramfs, or load without --initrd' });
-    if (!wantBytes || (maxBytes !== undefined && BigInt(st.size) > maxBytes)) return { file, size: BigInt(st.size) };
-    const bytes = readFileSync(fd);
-    if (bytes.length !== st.size) throw new QkexecError('short-read', `initramfs ${file} changed size while being read (${st.size} -> ${bytes.length} bytes)`);
-    return { file, size: BigInt(bytes.length), bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
-  } catch (e) {
-    if (e instanceof QkexecError) throw e;
-    const code = (e as NodeJS.ErrnoException).code ?? 'unreadable';
-    const why = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable (permission denied)' : (e as Error).message;
-    throw new QkexecError(code, `initramfs ${file} ${why}`, { remedy: 'check the --initrd path', cause: e });
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
 }
 
 /** Where the quick image loaded now sits, when qkexec placed it (kexec_load in this boot). */
@@ -124,11 +112,21 @@ export function runningCmdline(snap: Snapshot): string {
   return snap.cmdline;
 }
 
-export function archInputs(kernel: KernelImage, snap: Snapshot, sys: SysReader): ArchInputs {
+/**
+ * The arm64 device tree to start from: --fdt when given, else a UKI's .dtb
+ * (what systemd-stub would install), else the running one. A .dtb replaces
+ * the running tree as --fdt does, except for the EFI properties of /chosen
+ * (linux,uefi-*), which describe this machine's firmware and are carried
+ * over as the EFI stub would add them.
+ */
+export function archInputs(kernel: KernelImage, snap: Snapshot, sys: SysReader, kernelFile = 'kernel'): ArchInputs {
+  const random = (n: number) => new Uint8Array(randomBytes(n));
   if (kernel.arch === 'x86_64') {
-    return { e820: readE820(sys, snap.iomem).entries, acpiRsdp: readRsdp(sys, snap.cmdline) };
+    return { e820: readE820(sys, snap.iomem).entries, acpiRsdp: readRsdp(sys, snap.cmdline), random };
   }
-  return { fdt: sys.fdt(), random: (n) => new Uint8Array(randomBytes(n)) };
+  const dtb = kernel.uki?.dtb;
+  if (dtb === undefined || sys.overrides.fdt !== undefined) return { fdt: sys.fdt(), random };
+  return { fdt: { bytes: dtb, file: `${kernelFile} (UKI .dtb)` }, efiChosenFrom: sys.fdt(), random };
 }
 
 function segmentInfo(c: ClassicLoad) {
@@ -200,48 +198,89 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
   const snap = readSnapshot(o.sys);
   const loadedState = snap.kexecLoaded ? readState(o.stateFile ?? DEFAULT_STATE_FILE, o.sys.bootId()) : undefined;
   const memory = withLoadedQuickImage(snap.memory, loadedQuickSegments(loadedState));
-  const cmdline = composeCmdline(o, () => runningCmdline(snap));
+  const cmdline = composeCmdline(o, () => runningCmdline(snap), kernel.uki?.cmdline);
   let syscalls = syscallOrder(o.syscall, snap.lockdown);
   if (o.syscall === 'auto' && syscalls.length === 1) notice(`lockdown (${snap.lockdown}) forbids kexec_load: using kexec_file_load only`);
+  const fileKernel = fileLoadKernel(kernel);
+  if (fileKernel.from === 'none' && syscalls.includes('kexec_file_load')) {
+    if (syscalls.length === 1) throw unsupportedFileLoad(o.kernel, fileKernel);
+    syscalls = syscalls.filter((s) => s !== 'kexec_file_load');
+    notice(`${fileKernel.why}: using kexec_load only`);
+  }
   const halfRam = snap.memTotal === undefined ? undefined : snap.memTotal / 2n;
-  const initrd = o.initrd === undefined ? undefined : readInitrd(o.initrd, syscalls.includes('kexec_load'), halfRam);
-  const payload: Payload = { kernel, kernelFile: o.kernel, initrd, cmdline };
-  const sizes = { kernel: BigInt(kernel.bytes.length), initrd: initrd?.size };
-  const inputs = archInputs(kernel, snap, o.sys);
+  // A capture kernel loads as it is: it runs once, from the crash region, never on the quick path.
+  const unpackOption = crash ? 'off' : (o.unpack ?? 'auto');
+  if (crash && o.unpack === 'on') notice('--unpack does not apply to a crash kernel: it is loaded as it is');
+  // Unpacking needs the initramfs's bytes whichever syscall loads it.
+  const initrdFiles = o.initrd === undefined ? [] : typeof o.initrd === 'string' ? [o.initrd] : [...o.initrd];
+  const initrd = joinInitrd(initrdParts(initrdFiles, kernel.uki, syscalls.includes('kexec_load') || unpackOption !== 'off', halfRam));
+  const packed: Payload = { kernel, kernelFile: o.kernel, initrd, cmdline };
+  if (unpackOption !== 'off') await prepareCodecs();
+  const inputs = archInputs(kernel, snap, o.sys, o.kernel);
   const prep = crash ? prepareCrash(o.sys, snap, kernel, o.kernel) : undefined;
+  /** What the kexec_load crash image's header was built from. */
+  let crashBuilt: CrashInputs | undefined;
 
+  let payload = packed;
   let classic: ClassicLoad | undefined;
   let plan: KexecPlan | undefined;
   let buildError: QkexecError | undefined;
   let classicError: QkexecError | undefined;
-  /** What the kexec_load crash image's header was built from. */
-  let crashBuilt: CrashInputs | undefined;
-  const buildCrashImage = (): ClassicLoad => {
-    const ci = readCrashInputs(o.sys, snap, kernel.arch, true);
-    const built = buildCrash(payload, memory, ci, inputs);
-    crashBuilt = ci;
-    return built;
-  };
+  let unpack: UnpackSummary | undefined;
   try {
     if (prep?.error) throw prep.error;
-    // Too big a payload is refused by its own check; the initramfs was not read.
-    if (syscalls.includes('kexec_load') && !payloadSizeCheck(sizes, snap.memTotal)?.error) {
-      try {
-        classic = crash ? buildCrashImage() : buildClassic(payload, memory, o, inputs);
-        plan = classic.plan;
-      } catch (e) {
-        // Under auto, a kexec_load that cannot be built only loses the fallback.
-        if (!(e instanceof QkexecError) || syscalls.length === 1) throw e;
-        classicError = e;
-        syscalls = syscalls.filter((s) => s !== 'kexec_load');
-      }
+    if (crash) {
+      ({ classic, plan, classicError, syscalls } = attempt(packed, syscalls));
+    } else {
+      const r = unpackPayload(packed, {
+        option: unpackOption,
+        strategy: o.strategy,
+        memory,
+        memTotal: snap.memTotal,
+        syscalls,
+        platform: kernel.arch === 'x86_64' ? x86Platform(o.sys) : undefined,
+      });
+      const settled = settleUnpack(packed, r, (pl) => attempt(pl, pl === r.unpacked ? r.syscalls : r.packedSyscalls));
+      ({ payload, summary: unpack } = settled);
+      ({ classic, plan, classicError, syscalls } = settled.built);
     }
-    plan ??= crash ? planCrash(payload, memory, prep!.plan!, inputs) : planOnly(payload, memory, o, inputs);
     if (classicError) notice(`kexec_load fallback unavailable: ${classicError.message}`);
   } catch (e) {
     if (!(e instanceof QkexecError)) throw e;
     // The kexec_load error is the precise one (it built the boot data too).
     buildError = classicError ?? e;
+  }
+  // Said whenever it matters: unpacking, asked for, or possible (a region) and not done.
+  if (unpack && (unpack.applied || unpack.option === 'on' || (unpack.option === 'auto' && snap.memory.quick !== undefined))) {
+    notice(`unpack ${unpack.reason}`);
+    if (unpack.kernel?.note) notice(`unpack: the kernel is loaded packed: ${unpack.kernel.note}`);
+    if (unpack.initrd?.note) notice(`unpack: the initramfs is loaded as it is: ${unpack.initrd.note}`);
+  }
+  const sizes = payloadSizes(payload);
+
+  /** The plan (and kexec_load's segments) for a payload, with the syscalls that can load it. */
+  function attempt(pl: Payload, order: KexecSyscall[]) {
+    let sc = order;
+    let c: ClassicLoad | undefined;
+    let cErr: QkexecError | undefined;
+    if (sc.includes('kexec_load') && !payloadSizeCheck(payloadSizes(pl), snap.memTotal)?.error) {
+      try {
+        if (crash) {
+          const ci = readCrashInputs(o.sys, snap, kernel.arch, true);
+          c = buildCrash(pl, memory, ci, inputs);
+          crashBuilt = ci;
+        } else {
+          c = buildClassic(pl, memory, o, inputs);
+        }
+      } catch (e) {
+        // Under auto, a kexec_load that cannot be built only loses the fallback.
+        if (!(e instanceof QkexecError) || sc.length === 1) throw e;
+        cErr = e;
+        sc = sc.filter((x) => x !== 'kexec_load');
+      }
+    }
+    const forecast = (): KexecPlan => (crash ? planCrash(pl, memory, prep!.plan!, inputs) : planOnly(pl, memory, o, inputs));
+    return { plan: c?.plan ?? forecast(), classic: c, classicError: cErr, syscalls: sc };
   }
 
   const planInformative = syscalls[0] === 'kexec_file_load';
@@ -256,12 +295,22 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
   });
   if (prep) checks.splice(checks.findIndex((c) => c.name === 'lockdown') + 1, 0, ...prep.checks);
   if (initrd) checks.push({ name: 'initramfs', ok: true, detail: `${initrd.file}: ${initrd.size} bytes, readable` });
+  if (unpack) checks.push({ name: 'unpack', ok: true, detail: unpack.reason });
+  const uki = kernel.uki;
 
   const report: LoadReport = {
     dryRun: o.dryRun,
     loaded: false,
     kernel: { file: o.kernel, arch: kernel.arch, description: describe(kernel) },
-    initrd: initrd && { file: initrd.file, size: initrd.size },
+    uki: uki && {
+      description: describeUki(uki),
+      cmdline: uki.cmdline === undefined ? undefined : o.commandLine === undefined && !o.reuseCmdline ? 'used' : 'replaced by --command-line/--reuse-cmdline',
+      initrd: uki.initrd?.length,
+      dtb: uki.dtb === undefined || kernel.arch !== 'arm64' ? undefined : inputs.fdt?.file.endsWith('(UKI .dtb)') ? 'used by kexec_load (kexec_file_load passes on the running tree)' : 'not used: --fdt given',
+    },
+    fileLoadKernel: syscalls.includes('kexec_file_load') ? describeFileLoadKernel(kernel, fileKernel) : undefined,
+    initrd: initrd && { file: initrd.file, size: initrd.size, parts: initrd.parts.length > 1 ? initrd.parts.map((p) => ({ source: p.source, size: p.size })) : undefined },
+    unpack,
     cmdline,
     syscalls,
     plan,
@@ -314,7 +363,7 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
       const last = i === syscalls.length - 1;
       let errno: number;
       if (sc === 'kexec_file_load') {
-        errno = withFds(o.kernel, initrd?.file, (kfd, ifd) => calls.kexecFileLoad(kernel.arch, kfd, ifd, cmdline, crash ? KEXEC_FILE_ON_CRASH : 0));
+        errno = withFileLoadFds(o.kernel, fileKernel, fileLoadInitrd(payload, initrd), (kfd, ifd) => calls.kexecFileLoad(kernel.arch, kfd, ifd, cmdline, crash ? KEXEC_FILE_ON_CRASH : 0), calls.memfd);
       } else {
         errno = calls.kexecLoad(kernel.arch, classic!.entry, classic!.segments, crash ? KEXEC_ON_CRASH : 0);
       }
@@ -375,15 +424,25 @@ function provenance(c: CrashInputs, built?: CrashLoad): CrashProvenance {
   return p;
 }
 
-/** Opens the kernel (and initramfs) read-only for kexec_file_load; -1 for no initramfs. */
-function withFds(kernel: string, initrd: string | undefined, fn: (kfd: number, ifd: number) => number): number {
-  const kfd = openSync(kernel, 'r');
-  let ifd = -1;
-  try {
-    if (initrd !== undefined) ifd = openSync(initrd, 'r');
-    return fn(kfd, ifd);
-  } finally {
-    closeSync(kfd);
-    if (ifd >= 0) closeSync(ifd);
-  }
+/** Sizes for the payload-size check: what the segments hold at least. */
+function payloadSizes(p: Payload): { kernel: bigint; initrd?: bigint } {
+  const k = p.kernel;
+  return { kernel: BigInt(k.kind === 'bzimage' && k.unpacked ? k.unpacked.image.length : k.bytes.length), initrd: p.initrd?.size };
+}
+
+/** x86: what decides whether a kernel may be entered without its decompressor. */
+export function x86Platform(sys: SysReader): X86Platform {
+  const bp = sys.bootParamsData();
+  const ccBlob = bp !== undefined && bp.length >= CC_BLOB_ADDRESS + 4 && new DataView(bp.buffer, bp.byteOffset, bp.byteLength).getUint32(CC_BLOB_ADDRESS, true) !== 0;
+  return { cpuFlags: sys.cpuFlags(), snpSysfs: sys.exists(PATHS.sevGuest), ccBlob };
+}
+
+/**
+ * The initramfs kexec_file_load gets: the files as they are, or, once
+ * unpacked, the plain cpio, which exists only in memory (a memfd).
+ */
+function fileLoadInitrd(payload: Payload, initrd: Initrd | undefined): Initrd | undefined {
+  const p = payload.initrd;
+  if (p === undefined || p === initrd) return initrd;
+  return { file: p.file, size: p.size, bytes: p.bytes, parts: [{ source: p.file, size: p.size, bytes: p.bytes }] };
 }

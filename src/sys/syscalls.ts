@@ -51,6 +51,8 @@ interface Libc {
   reboot: (cmd: number) => number;
   sync: () => void;
   flock: (fd: number, op: number) => number;
+  memfd_create: (name: string, flags: number) => number;
+  fcntl: (...args: any[]) => number;
 }
 
 let libc: Libc | undefined;
@@ -73,6 +75,8 @@ function loadLibc(): Libc {
     reboot: lib.func('int reboot(int cmd)'),
     sync: lib.func('void sync(void)'),
     flock: lib.func('int flock(int fd, int operation)'),
+    memfd_create: lib.func('int memfd_create(const char *name, unsigned int flags)'),
+    fcntl: lib.func('int fcntl(int fd, int cmd, ...)'),
   };
   return libc;
 }
@@ -160,6 +164,28 @@ export function kexecFileUnload(arch: Arch, crash = false): number {
   return result(c, ret);
 }
 
+/** linux/memfd.h, linux/fcntl.h */
+export const MFD_CLOEXEC = 0x1;
+export const MFD_ALLOW_SEALING = 0x2;
+export const F_ADD_SEALS = 1033;
+export const F_SEAL_SEAL = 0x1;
+export const F_SEAL_SHRINK = 0x2;
+export const F_SEAL_GROW = 0x4;
+export const F_SEAL_WRITE = 0x8;
+
+/** memfd_create(2): the new fd, or -errno. */
+export function memfdCreate(name: string, flags: number): number {
+  const c = loadLibc();
+  const fd = c.memfd_create(name, flags);
+  return fd < 0 ? -c.koffi.errno() : fd;
+}
+
+/** fcntl(fd, F_ADD_SEALS, seals); returns errno or 0. */
+export function addSeals(fd: number, seals: number): number {
+  const c = loadLibc();
+  return result(c, c.fcntl(fd, F_ADD_SEALS, 'int', seals));
+}
+
 /** sys/file.h */
 export const LOCK_EX = 2;
 export const LOCK_NB = 4;
@@ -199,6 +225,8 @@ export interface KexecCalls {
   kexecFileUnload: typeof kexecFileUnload;
   syncAndRebootKexec: typeof syncAndRebootKexec;
   rebootKexecNoSync: typeof rebootKexecNoSync;
+  /** A read-only fd holding `bytes` for kexec_file_load (default: memfd.ts readOnlyMemfd). */
+  memfd?: (name: string, bytes: Uint8Array) => number;
 }
 
 export const KERNEL: KexecCalls = { kexecLoad, kexecFileLoad, kexecUnload, kexecFileUnload, syncAndRebootKexec, rebootKexecNoSync };
