@@ -29,8 +29,13 @@ import { execLoaded, formatStatus, status, unload, type StatusReport } from '../
 import { syscallOrder, type SyscallChoice } from '../load/preconditions.ts';
 import { prepareCodecs } from '../unpack/codec/index.ts';
 import { formatUnpack, settleUnpack, unpackPayload, type UnpackOption } from '../load/unpack.ts';
-import { formatBootParams } from '../arch/x86_64/describe.ts';
+import { formatBootParams, type BootParamsInfo } from '../arch/x86_64/describe.ts';
+import type { KexecPlan } from '../plan/types.ts';
 import { readSnapshot } from '../load/snapshot.ts';
+import { crashRequests, planCrash } from '../load/crash-build.ts';
+import { readCrashInputs } from '../load/crash-snapshot.ts';
+import { crashkernelParam } from '../plan/plan.ts';
+import { formatRange } from '../memory/ranges.ts';
 import { isNativeArgv, translateKexecArgv } from './compat.ts';
 import { INVOKED_AS_ENV } from '../native/program.ts';
 
@@ -89,6 +94,7 @@ interface InputOpts {
   noefi?: boolean;
   json?: boolean;
   verbose?: boolean;
+  crash?: boolean;
   /** --unpack (true) / --no-unpack (false); unset: auto. */
   unpack?: boolean;
 }
@@ -128,6 +134,7 @@ function inputOptions(c: Command): Command {
     .option('--iomem <file>', 'read this file instead of /proc/iomem (plan, --dry-run)')
     .option('--memmap <dir>', 'read this directory instead of /sys/firmware/memmap (plan, --dry-run)')
     .addOption(new Option('--sysroot <dir>', 'read /proc and /sys under DIR (plan, --dry-run; for tests)').hideHelp())
+    .option('--crash', 'a crash (kdump) kernel, loaded into the crashkernel= region and booted on panic (kexec-tools -p)')
     .option('--json', 'print JSON')
     .option('--verbose', 'print details');
 }
@@ -161,7 +168,12 @@ function formatLoadReport(r: LoadReport, verbose: boolean): string {
           ? 'quick path: nothing to relocate at reboot'
           : `standard path: ${formatSize(plan.bytesToRelocate)} to relocate at reboot`
       : '';
-    lines.push(`loaded ${r.kernel.file} with ${r.syscall}${how ? ` (${how})` : ''}`);
+    if (r.crash) {
+      const region = `crash kernel region ${formatRange(r.crash.region)}`;
+      lines.push(`loaded ${r.kernel.file} as the crash kernel with ${r.syscall} (${region}${r.planInformative ? ', placed by the kernel' : ''})`);
+    } else {
+      lines.push(`loaded ${r.kernel.file} with ${r.syscall}${how ? ` (${how})` : ''}`);
+    }
   }
   if (r.dryRun || verbose) {
     lines.push(`kernel   ${r.kernel.file}: ${r.kernel.description}`);
@@ -169,6 +181,8 @@ function formatLoadReport(r: LoadReport, verbose: boolean): string {
     if (r.fileLoadKernel) lines.push(`kexec_file_load kernel fd: ${r.fileLoadKernel}`);
     if (r.initrd) lines.push(initrdLine(r.initrd));
     lines.push(`cmdline  ${JSON.stringify(r.cmdline)}`);
+    if (r.crash?.kernelCmdline !== undefined && r.crash.kernelCmdline !== r.cmdline) lines.push(`         the capture kernel gets ${JSON.stringify(r.crash.kernelCmdline)}`);
+    if (r.crash?.elfcorehdr) lines.push(`elfcorehdr ${formatRange(r.crash.elfcorehdr)} (the ELF core header /proc/vmcore is built from)`);
     if (r.unpack) lines.push(...formatUnpack(r.unpack));
     lines.push(`syscall  ${r.syscall ?? sc}`);
     lines.push('checks:');
@@ -231,7 +245,7 @@ function program(setExit: (code: number) => void): Command {
     .showSuggestionAfterError(false)
     .exitOverride()
     .configureOutput({ writeOut: (s) => out(s), writeErr: () => undefined, outputError: () => undefined })
-    .addHelpText('after', '\nkexec-tools spellings work too: qkexec -l KERNEL --initrd=FILE --append=STRING, -e, -u, -s, -c, -a, -i.');
+    .addHelpText('after', '\nkexec-tools spellings work too: qkexec -l KERNEL --initrd=FILE --append=STRING, -e, -u, -s, -c, -a, -i, -p (kdump), -p -u.');
 
   inputOptions(
     p.command('load')
@@ -240,7 +254,8 @@ function program(setExit: (code: number) => void): Command {
   )
     .addOption(new Option('--lock-file <file>').default('/run/qkexec.lock').hideHelp())
     .addOption(new Option('--state-file <file>').default('/run/qkexec.json').hideHelp())
-    .action(async (positional: string | undefined, o: InputOpts & { dryRun?: boolean; lockFile: string; stateFile: string }) => {
+    .addOption(new Option('--crash-state-file <file>').default('/run/qkexec-crash.json').hideHelp())
+    .action(async (positional: string | undefined, o: InputOpts & { dryRun?: boolean; lockFile: string; stateFile: string; crashStateFile: string }) => {
       if (!o.dryRun && (o.sysroot || o.iomem || o.memmap)) {
         throw new UsageError('--sysroot, --iomem and --memmap describe another machine: they are for plan and --dry-run only', 'add --dry-run, or drop them to load on this machine');
       }
@@ -259,6 +274,8 @@ function program(setExit: (code: number) => void): Command {
         sys,
         lockFile: o.lockFile,
         stateFile: o.stateFile,
+        crash: !!o.crash,
+        crashStateFile: o.crashStateFile,
         onNotice: o.json ? undefined : (m) => out(`note: ${m}`),
       });
       if (o.json) out(toJson(loadReportJson(report)));
@@ -295,34 +312,45 @@ function program(setExit: (code: number) => void): Command {
     });
 
   p.command('unload')
-    .description('unload the loaded kernel')
+    .description('unload the loaded kernel (--crash: the crash kernel)')
     .addOption(new Option('--syscall <how>', 'which syscall unloads').choices(['classic', 'file', 'auto']).default('auto'))
+    .option('--crash', 'unload the crash (kdump) kernel instead (kexec-tools -p -u)')
+    .option('--json', 'print JSON')
     .option('--verbose', 'print details')
     .addOption(new Option('--lock-file <file>').default('/run/qkexec.lock').hideHelp())
     .addOption(new Option('--state-file <file>').default('/run/qkexec.json').hideHelp())
-    .action(async (o: { syscall: string; verbose?: boolean; lockFile: string; stateFile: string }) => {
+    .addOption(new Option('--crash-state-file <file>').default('/run/qkexec-crash.json').hideHelp())
+    .action(async (o: { syscall: string; crash?: boolean; json?: boolean; verbose?: boolean; lockFile: string; stateFile: string; crashStateFile: string }) => {
       const r = await unload({
         sys: new SysReader(),
         syscall: o.syscall as SyscallChoice,
+        crash: !!o.crash,
         lockFile: o.lockFile,
         stateFile: o.stateFile,
-        onNotice: (m) => out(`note: ${m}`),
+        crashStateFile: o.crashStateFile,
+        onNotice: o.json ? undefined : (m) => out(`note: ${m}`),
       });
-      out(r.wasLoaded ? `unloaded (${r.syscall})` : 'nothing was loaded');
+      const what = r.crash ? 'crash kernel' : 'kernel';
+      if (o.json) out(toJson(r));
+      else out(r.wasLoaded ? `unloaded the ${what} (${r.syscall})` : `no ${what} was loaded`);
     });
 
   p.command('status')
     .description('what is loaded, the crash kernel, lockdown, the Quick kexec region and its use')
     .option('--json', 'print JSON')
-    .option('--check', 'print nothing; exit 0 if a kernel is loaded, 1 if not (kexec-tools -S)')
+    .option('--check', 'print nothing; exit 0 if a kernel is loaded, 1 if not')
+    .option('--crash', 'with --check: the crash (kdump) kernel')
+    .addOption(new Option('--kexec-tools-exit', 'with --check: kexec-tools -S\'s exit status, 1 if loaded and 0 if not').hideHelp())
     .option('--iomem <file>', 'read this file instead of /proc/iomem')
     .option('--verbose', 'print details')
     .addOption(new Option('--sysroot <dir>').hideHelp())
     .addOption(new Option('--state-file <file>').default('/run/qkexec.json').hideHelp())
-    .action((o: { json?: boolean; check?: boolean; iomem?: string; sysroot?: string; stateFile: string }) => {
-      const r = status({ sys: sysFrom(o), stateFile: o.stateFile });
+    .addOption(new Option('--crash-state-file <file>').default('/run/qkexec-crash.json').hideHelp())
+    .action((o: { json?: boolean; check?: boolean; crash?: boolean; kexecToolsExit?: boolean; iomem?: string; sysroot?: string; stateFile: string; crashStateFile: string }) => {
+      const r = status({ sys: sysFrom(o), stateFile: o.stateFile, crashStateFile: o.crashStateFile });
       if (o.check) {
-        setExit(r.loaded ? 0 : 1);
+        const loaded = o.crash ? r.crashLoaded : r.loaded;
+        setExit(o.kexecToolsExit ? (loaded ? 1 : 0) : loaded ? 0 : 1);
         return;
       }
       out(o.json ? toJson(statusJson(r)) : formatStatus(r));
@@ -338,7 +366,8 @@ function program(setExit: (code: number) => void): Command {
     const { kernel, snap, cmdline } = payloadOf(kernelPath(positional, o), o, sys);
     const initrd = joinInitrd(initrdParts(o.initrd, kernel.uki, true));
     const packed: Payload = { kernel, kernelFile: kernelPath(positional, o), initrd, cmdline };
-    if (unpackOf(o) !== 'off') await prepareCodecs();
+    const crash = o.crash ? readCrashInputs(sys, snap, kernel.arch, false) : undefined;
+    if (unpackOf(o) !== 'off' && !crash) await prepareCodecs();
     let inputs = archInputs(kernel, snap, sys, { kernelFile: packed.kernelFile, noefi: o.noefi });
     const notes: string[] = [];
     try {
@@ -352,6 +381,14 @@ function program(setExit: (code: number) => void): Command {
     const opts = planOptsOf(o);
     const syscalls = syscallOrder(oneOf(o.syscall, ['classic', 'file', 'auto'] as const, '--syscall') as SyscallChoice, snap.lockdown);
     const context = { strategy: opts.strategy, memory: snap.memory, memTotal: snap.memTotal, syscalls, platform: kernel.arch === 'x86_64' ? x86Platform(sys) : undefined };
+    if (o.reserve && crash) {
+      // A capture kernel loads as it is (no unpacking): size the crash region for the files.
+      const size = reserveSize(crashRequests(packed, crash, inputs));
+      const param = crashkernelParam(size);
+      if (o.json) out(toJson({ size, param }));
+      else out(`${param}   (${formatSize(size)}: what ${packed.kernelFile}${initrd ? ` and ${initrd.file}` : ''} and their boot data take in the crash region; the capture kernel needs room to run besides)`);
+      return;
+    }
     if (o.reserve) {
       // A reservation makes the path quick, where auto unpacks: size it for the unpacked payload unless --no-unpack.
       const r = unpackPayload(packed, { ...context, option: unpackOf(o) === 'off' ? 'off' : 'on', strategy: 'quick' });
@@ -369,8 +406,9 @@ function program(setExit: (code: number) => void): Command {
       }
       return;
     }
-    const r = unpackPayload(packed, { ...context, option: unpackOf(o) });
-    const build = (pl: Payload) => buildClassic(pl, snap.memory, opts, inputs);
+    const r = unpackPayload(packed, { ...context, option: crash ? 'off' : unpackOf(o) });
+    const build = (pl: Payload): { plan: KexecPlan; bootParams?: BootParamsInfo } =>
+      crash ? { plan: planCrash(pl, snap.memory, crash, inputs) } : buildClassic(pl, snap.memory, opts, inputs);
     const { built, summary } = settleUnpack(packed, r, build);
     const plan = built.plan;
     const fileKernel = o.syscall === 'classic' ? undefined : describeFileLoadKernel(kernel, fileLoadKernel(kernel));

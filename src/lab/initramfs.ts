@@ -41,7 +41,7 @@ export interface ImageInfo {
 }
 
 /** Writes the directories and device node every guest needs before /init runs. */
-async function skeleton(w: CpioWriter, busybox: string): Promise<void> {
+export async function skeleton(w: CpioWriter, busybox: string): Promise<void> {
   for (const d of ['/proc', '/sys', '/dev', '/tmp', '/bin', '/sbin', '/usr/bin', '/usr/sbin']) await w.dir(d);
   // The kernel opens /dev/console for init before anything is mounted.
   await w.device('/dev/console', 'c', 5, 1);
@@ -49,7 +49,7 @@ async function skeleton(w: CpioWriter, busybox: string): Promise<void> {
   await w.symlink('/bin/sh', 'busybox');
 }
 
-async function writeImage(out: string, fill: (w: CpioWriter) => Promise<void>): Promise<ImageInfo> {
+export async function writeImage(out: string, fill: (w: CpioWriter) => Promise<void>): Promise<ImageInfo> {
   const tmp = `${out}.tmp`;
   const w = await CpioWriter.create(tmp);
   try {
@@ -88,15 +88,19 @@ export interface SecondStageCheck {
   files?: GuestFile[];
 }
 
-export function secondStageInit(token: string, marker: string, check?: string): string {
+/**
+ * The start of a stage's /init: mounts, the checks if any, then $cmdline,
+ * and $token and $marker set to ok or missing: whether this kernel got the
+ * command line and the initramfs its loader was given.
+ */
+export function stageIdentity(token: string, marker: string, check?: string): string {
   const bb = '/bin/busybox';
   // Only guests that check something pay for the applet links and the script.
   const checks = check === undefined ? '' : `${bb} --install -s
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
 ${check.trimEnd()}
 `;
-  return `#!/bin/busybox sh
-${bb} mount -t proc proc /proc
+  return `${bb} mount -t proc proc /proc
 ${bb} mount -t sysfs sysfs /sys
 ${bb} mount -t devtmpfs devtmpfs /dev
 ${checks}cmdline=$(${bb} cat /proc/cmdline)
@@ -104,7 +108,13 @@ token=missing
 case " $cmdline " in *${shQuote(` ${TOKEN_PARAM}=${token} `)}*) token=ok ;; esac
 marker=missing
 [ "$(${bb} cat ${MARKER_FILE} 2>/dev/null)" = ${shQuote(marker)} ] && marker=ok
-payload=none
+`;
+}
+
+export function secondStageInit(token: string, marker: string, check?: string): string {
+  const bb = '/bin/busybox';
+  return `#!/bin/busybox sh
+${stageIdentity(token, marker, check)}payload=none
 if [ -f ${PADDING_FILE}.sha256 ]; then
   payload=bad
   (cd / && ${bb} sha256sum -c ${PADDING_FILE.slice(1)}.sha256 >/dev/null 2>&1) && payload=ok
@@ -173,7 +183,7 @@ export interface FirstStageOptions {
   initrd2: string;
   /** Shell script sourced by /init (see scenario.ts). */
   scenario: string;
-  /** More files the scenario's steps use (other kernels, modules…). */
+  /** More files the scenario's steps use (other kernels, modules, a capture kernel's initramfs…). */
   files?: GuestFile[];
   out: string;
 }

@@ -172,6 +172,13 @@ export interface Scenario {
    * (patched kernels). A missing line or the other path fails the run.
    */
   expectStrategy?: 'quick' | 'standard';
+  /**
+   * A serial line after which the guest has nothing more to say: it is
+   * killed 5 s later if QEMU has not exited. Default: the second stage's
+   * report, a failure, or a kernel panic (which a kdump scenario expects
+   * on its way to the capture kernel, and so replaces).
+   */
+  endLine?: RegExp;
 }
 
 /** What a patched kernel said about one load (its pr_info line). */
@@ -489,6 +496,9 @@ export function analyse(s: Scenario, lines: { t: number; text: string }[], token
   };
 }
 
+/** The lines after which a guest is done unless the scenario says otherwise (Scenario.endLine). */
+export const DEFAULT_END_LINE = /QKLAB:(second-up|fail)|Kernel panic/;
+
 export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<ScenarioResult> {
   const rep = opts.reporter ?? silentReporter;
   const assets = opts.assets ?? (await ensureAssets(s.arch, { reporter: rep }));
@@ -532,7 +542,7 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
         // The guest reboots (and QEMU exits, -no-reboot) after second-up or a
         // failure; a guest that does not is killed shortly after.
         g.onLine((l) => {
-          if (/QKLAB:(second-up|fail)|Kernel panic/.test(l.text)) setTimeout(() => g.kill('did not exit after its last line'), 5000).unref();
+          if ((s.endLine ?? DEFAULT_END_LINE).test(l.text)) setTimeout(() => g.kill('did not exit after its last line'), 5000).unref();
         });
         await g.exited;
         return g;

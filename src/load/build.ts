@@ -89,7 +89,7 @@ export function boundRequests(requests: SegmentRequest[], opts: PlanOptions): Se
   });
 }
 
-function one(plan: KexecPlan, role: SegmentRole): PlannedSegment {
+export function one(plan: KexecPlan, role: SegmentRole): PlannedSegment {
   const s = plan.segments.find((x) => x.role === role);
   if (!s) throw new PlanError('internal', `the plan has no ${role} segment`);
   return s;
@@ -263,7 +263,7 @@ function buildArm64(k: Arm64Image, p: Payload, memory: MemoryMap, opts: PlanOpti
  * plan. The kernel may be several segments (an ELF's PT_LOADs), planned in
  * the order their bytes are given.
  */
-function assemble(plan: KexecPlan, bytes: Partial<Record<Exclude<SegmentRole, 'kernel'>, Uint8Array>> & { kernel: Uint8Array[] }): ClassicLoad {
+export function assemble(plan: KexecPlan, bytes: Partial<Record<Exclude<SegmentRole, 'kernel'>, Uint8Array>> & { kernel: Uint8Array[] }): ClassicLoad {
   let kernelPart = 0;
   const segments = plan.segments.map((s) => {
     const buf = s.role === 'kernel' ? bytes.kernel[kernelPart++] : bytes[s.role];

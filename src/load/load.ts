@@ -10,6 +10,13 @@
  * quick image loaded now (one that would overlap it loads the standard
  * way). So a reload plans around the loaded image's segments, when this
  * qkexec placed them, and goes in place if the region has room for both.
+ *
+ * With `crash` (kexec-tools -p) the image is a capture kernel for kdump:
+ * loaded into the crashkernel= region, booted by the kernel on panic. The
+ * kernel drops a loaded crash kernel before loading a new one into the
+ * crash region (kernel/kexec.c, kernel/kexec_file.c), so a refused crash
+ * load leaves none; the report says so beforehand, and after a failure
+ * says what is loaded now.
  */
 import { randomBytes } from 'node:crypto';
 import { QkexecError, SystemError } from '../errors.ts';
@@ -17,7 +24,7 @@ import { describe, describeUki, probeFile } from '../image/probe.ts';
 import type { KernelImage } from '../image/types.ts';
 import type { KexecPlan } from '../plan/types.ts';
 import { ERRNO, kexecError } from '../sys/errno.ts';
-import { KERNEL, type KexecCalls } from '../sys/syscalls.ts';
+import { KERNEL, KEXEC_FILE_ON_CRASH, KEXEC_ON_CRASH, type KexecCalls } from '../sys/syscalls.ts';
 import { PATHS } from '../sys/state.ts';
 import { CC_BLOB_ADDRESS, type X86Platform } from '../arch/x86_64/direct-entry.ts';
 import { prepareCodecs } from '../unpack/codec/index.ts';
@@ -32,9 +39,12 @@ import { checkPreconditions, firstFailure, payloadSizeCheck, privilegesCheck, sy
 import { factsOf, readE820, readEfiHost, readRsdp, readSignaturePolicy, readSnapshot, type Snapshot } from './snapshot.ts';
 import { kernelFileSigned } from '../image/pe-signature.ts';
 import type { BootParamsInfo } from '../arch/x86_64/describe.ts';
-import { DEFAULT_STATE_FILE, readState, stateFromPlan, writeState, type LoadedState } from './statefile.ts';
+import { DEFAULT_CRASH_STATE_FILE, DEFAULT_STATE_FILE, readState, stateFromPlan, writeState, type CrashProvenance, type LoadedState } from './statefile.ts';
 import { withLoadedQuickImage } from '../memory/map.ts';
-import type { Range } from '../memory/range.ts';
+import { hex, type Range } from '../memory/range.ts';
+import { formatSize } from '../memory/ranges.ts';
+import { buildCrash, planCrash, type CrashInputs, type CrashLoad } from './crash-build.ts';
+import { prepareCrash, readCrashInputs } from './crash-snapshot.ts';
 
 export interface LoadOptions extends CmdlineOptions, PlanOptions {
   /** Decompress the kernel and initramfs at load time (default auto: on the quick path, when they fit). */
@@ -47,6 +57,10 @@ export interface LoadOptions extends CmdlineOptions, PlanOptions {
   sys: SysReader;
   lockFile?: string;
   stateFile?: string;
+  /** Load a crash (kdump) kernel into the crashkernel= region (kexec-tools -p). */
+  crash?: boolean;
+  /** Where a crash load is recorded (default /run/qkexec-crash.json). */
+  crashStateFile?: string;
   /** Progress and notices, printed as they happen. */
   onNotice?: (message: string) => void;
   /** The syscalls (default: the real ones). */
@@ -80,6 +94,15 @@ export interface LoadReport {
   notices: string[];
   /** What --unpack did (auto, on or off) and why. */
   unpack?: UnpackSummary;
+  /** A crash kernel load: where it goes and what qkexec told the capture kernel. */
+  crash?: {
+    region: { start: bigint; end: bigint };
+    lowRegion?: { start: bigint; end: bigint };
+    /** kexec_load: where the ELF core header went. */
+    elfcorehdr?: { start: bigint; end: bigint };
+    /** kexec_load: the command line the capture kernel gets (x86_64 adds elfcorehdr=). */
+    kernelCmdline?: string;
+  };
 }
 
 /** Where the quick image loaded now sits, when qkexec placed it (kexec_load in this boot). */
@@ -142,11 +165,22 @@ function segmentInfo(c: ClassicLoad) {
 }
 
 /** One line on what is loaded after a failed load, appended to the error. */
-function stateAfterFailure(before: boolean | undefined, after: boolean | undefined): string {
+function stateAfterFailure(before: boolean | undefined, after: boolean | undefined, crash = false): string {
+  if (crash) {
+    if (before && after) return 'the crash kernel loaded before is still loaded';
+    if (before && !after) return 'the crash kernel loaded before is no longer loaded (the kernel drops it before loading a new one into the crash region)';
+    if (!before && after) return 'a crash kernel is loaded now (loaded by another process?)';
+    return 'no crash kernel is loaded';
+  }
   if (before && after) return 'the kernel loaded before is still loaded';
   if (before && !after) return 'the kernel loaded before is no longer loaded';
   if (!before && after) return 'a kernel is loaded now (loaded by another process?)';
   return 'no kernel is loaded';
+}
+
+/** /sys/kernel/kexec_loaded, or kexec_crash_loaded for crash loads. */
+function loadedNow(o: LoadOptions): boolean | undefined {
+  return o.crash ? o.sys.kexecCrashLoaded() : o.sys.kexecLoaded();
 }
 
 /** Errors whose message already says what is loaded. */
@@ -170,11 +204,11 @@ export async function load(o: LoadOptions): Promise<LoadReport> {
     if (o.dryRun || !(e instanceof QkexecError) || stated.has(e)) throw e;
     let now: boolean | undefined;
     try {
-      now = o.sys.kexecLoaded();
+      now = loadedNow(o);
     } catch {
       throw e;
     }
-    throw withState(e, stateAfterFailure(now, now));
+    throw withState(e, stateAfterFailure(now, now, o.crash));
   }
 }
 
@@ -190,6 +224,7 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
     o.onNotice?.(m);
   };
   const calls = o.calls ?? KERNEL;
+  const crash = o.crash === true;
   const kernel = probeFile(o.kernel);
   const snap = readSnapshot(o.sys);
   const loadedState = snap.kexecLoaded ? readState(o.stateFile ?? DEFAULT_STATE_FILE, o.sys.bootId()) : undefined;
@@ -211,13 +246,18 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
     notice(`${fileKernel.why}: using kexec_load only`);
   }
   const halfRam = snap.memTotal === undefined ? undefined : snap.memTotal / 2n;
-  const unpackOption = o.unpack ?? 'auto';
+  // A capture kernel loads as it is: it runs once, from the crash region, never on the quick path.
+  const unpackOption = crash ? 'off' : (o.unpack ?? 'auto');
+  if (crash && o.unpack === 'on') notice('--unpack does not apply to a crash kernel: it is loaded as it is');
   // Unpacking needs the initramfs's bytes whichever syscall loads it.
   const initrdFiles = o.initrd === undefined ? [] : typeof o.initrd === 'string' ? [o.initrd] : [...o.initrd];
   const initrd = joinInitrd(initrdParts(initrdFiles, kernel.uki, syscalls.includes('kexec_load') || unpackOption !== 'off', halfRam));
   const packed: Payload = { kernel, kernelFile: o.kernel, initrd, cmdline };
   if (unpackOption !== 'off') await prepareCodecs();
   const inputs = archInputs(kernel, snap, o.sys, { kernelFile: o.kernel, noefi: o.noefi });
+  const prep = crash ? prepareCrash(o.sys, snap, kernel, o.kernel) : undefined;
+  /** What the kexec_load crash image's header was built from. */
+  let crashBuilt: CrashInputs | undefined;
 
   let payload = packed;
   let classic: ClassicLoad | undefined;
@@ -226,17 +266,22 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
   let classicError: QkexecError | undefined;
   let unpack: UnpackSummary | undefined;
   try {
-    const r = unpackPayload(packed, {
-      option: unpackOption,
-      strategy: o.strategy,
-      memory,
-      memTotal: snap.memTotal,
-      syscalls,
-      platform: kernel.arch === 'x86_64' ? x86Platform(o.sys) : undefined,
-    });
-    const settled = settleUnpack(packed, r, (pl) => attempt(pl, pl === r.unpacked ? r.syscalls : r.packedSyscalls));
-    ({ payload, summary: unpack } = settled);
-    ({ classic, plan, classicError, syscalls } = settled.built);
+    if (prep?.error) throw prep.error;
+    if (crash) {
+      ({ classic, plan, classicError, syscalls } = attempt(packed, syscalls));
+    } else {
+      const r = unpackPayload(packed, {
+        option: unpackOption,
+        strategy: o.strategy,
+        memory,
+        memTotal: snap.memTotal,
+        syscalls,
+        platform: kernel.arch === 'x86_64' ? x86Platform(o.sys) : undefined,
+      });
+      const settled = settleUnpack(packed, r, (pl) => attempt(pl, pl === r.unpacked ? r.syscalls : r.packedSyscalls));
+      ({ payload, summary: unpack } = settled);
+      ({ classic, plan, classicError, syscalls } = settled.built);
+    }
     if (classicError) notice(`kexec_load fallback unavailable: ${classicError.message}`);
   } catch (e) {
     if (!(e instanceof QkexecError)) throw e;
@@ -258,7 +303,13 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
     let cErr: QkexecError | undefined;
     if (sc.includes('kexec_load') && !payloadSizeCheck(payloadSizes(pl), snap.memTotal)?.error) {
       try {
-        c = buildClassic(pl, memory, o, inputs);
+        if (crash) {
+          const ci = readCrashInputs(o.sys, snap, kernel.arch, true);
+          c = buildCrash(pl, memory, ci, inputs);
+          crashBuilt = ci;
+        } else {
+          c = buildClassic(pl, memory, o, inputs);
+        }
       } catch (e) {
         // Under auto, a kexec_load that cannot be built only loses the fallback.
         if (!(e instanceof QkexecError) || sc.length === 1) throw e;
@@ -266,7 +317,8 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
         sc = sc.filter((x) => x !== 'kexec_load');
       }
     }
-    return { plan: c?.plan ?? planOnly(pl, memory, o, inputs), classic: c, classicError: cErr, syscalls: sc };
+    const forecast = (): KexecPlan => (crash ? planCrash(pl, memory, prep!.plan!, inputs) : planOnly(pl, memory, o, inputs));
+    return { plan: c?.plan ?? forecast(), classic: c, classicError: cErr, syscalls: sc };
   }
 
   const planInformative = syscalls[0] === 'kexec_file_load';
@@ -278,8 +330,10 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
     syscalls,
     segments: classic ? segmentInfo(classic) : undefined,
     payload: sizes,
-    buildError,
+    // The crash region's own check already says why nothing can be planned.
+    buildError: buildError === prep?.error ? undefined : buildError,
   });
+  if (prep) checks.splice(checks.findIndex((c) => c.name === 'lockdown') + 1, 0, ...prep.checks);
   if (initrd) checks.push({ name: 'initramfs', ok: true, detail: `${initrd.file}: ${initrd.size} bytes, readable` });
   if (unpack) checks.push({ name: 'unpack', ok: true, detail: unpack.reason });
   const uki = kernel.uki;
@@ -304,14 +358,29 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
     segments: classic ? segmentInfo(classic) : undefined,
     bootParams: classic?.bootParams,
     checks,
-    previouslyLoaded: snap.kexecLoaded,
+    previouslyLoaded: crash ? snap.kexecCrashLoaded : snap.kexecLoaded,
     notices,
   };
-  if (planInformative && plan) {
-    notice(`kexec_file_load places the segments itself; the plan is a forecast (${plan.strategy} path${plan.strategy === 'quick' ? ': the patched kernel loads into the Quick kexec region' : ''})`);
+  if (prep?.plan) {
+    const r = prep.plan.regions;
+    report.crash = { region: r.main, lowRegion: r.low };
+    if (classic && 'elfcorehdr' in classic) {
+      const c = classic as CrashLoad;
+      report.crash.elfcorehdr = c.elfcorehdr;
+      report.crash.kernelCmdline = c.cmdline;
+    }
+    if (plan) {
+      const used = plan.segments.reduce((n, s) => n + s.memsz, 0n);
+      const left = r.main.end - r.main.start - used;
+      notice(`the crash kernel and its data take ${formatSize(used)} of the crash kernel region; ${formatSize(left)} are left for the capture kernel to run in`);
+    }
   }
-  if ((o.memMin !== undefined || o.memMax !== undefined) && planInformative) {
-    notice('--mem-min/--mem-max bound kexec_load only; kexec_file_load places segments itself');
+  if (planInformative && plan) {
+    const where = plan.strategy === 'quick' ? ': the patched kernel loads into the Quick kexec region' : plan.strategy === 'crash' ? ': the kernel loads into the crash kernel region' : '';
+    notice(`kexec_file_load places the segments itself; the plan is a forecast (${plan.strategy} path${where})`);
+  }
+  if ((o.memMin !== undefined || o.memMax !== undefined) && (planInformative || crash)) {
+    notice(crash ? '--mem-min/--mem-max do not apply to a crash kernel: it goes into the crash kernel region' : '--mem-min/--mem-max bound kexec_load only; kexec_file_load places segments itself');
   }
   if (o.dryRun) return report;
 
@@ -322,24 +391,29 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
     onWait: (pid) => notice(`waiting for another qkexec${pid ? ` (pid ${pid})` : ''} to finish`),
   });
   try {
-    const before = o.sys.kexecLoaded();
+    const before = loadedNow(o);
     report.previouslyLoaded = before;
-    if (before) notice('a kernel is already loaded: it is replaced once the new one is loaded (and stays if this load fails)');
+    if (before && crash) {
+      notice('a crash kernel is already loaded: the kernel drops it before loading the new one into the crash region (if this load fails, none is loaded)');
+    } else if (before) {
+      notice('a kernel is already loaded: it is replaced once the new one is loaded (and stays if this load fails)');
+    }
 
     const facts = factsOf(snap);
     for (const [i, sc] of syscalls.entries()) {
       const last = i === syscalls.length - 1;
       let errno: number;
       if (sc === 'kexec_file_load') {
-        errno = withFileLoadFds(o.kernel, fileKernel, fileLoadInitrd(payload, initrd), (kfd, ifd) => calls.kexecFileLoad(kernel.arch, kfd, ifd, cmdline), calls.memfd);
+        errno = withFileLoadFds(o.kernel, fileKernel, fileLoadInitrd(payload, initrd), (kfd, ifd) => calls.kexecFileLoad(kernel.arch, kfd, ifd, cmdline, crash ? KEXEC_FILE_ON_CRASH : 0), calls.memfd);
       } else {
-        errno = calls.kexecLoad(kernel.arch, classic!.entry, classic!.segments);
+        errno = calls.kexecLoad(kernel.arch, classic!.entry, classic!.segments, crash ? KEXEC_ON_CRASH : 0);
       }
       if (errno === 0) {
         report.syscall = sc;
         report.loaded = true;
         report.planInformative = sc === 'kexec_file_load';
         if (sc === 'kexec_load') report.plan = classic!.plan;
+        else if (report.crash) report.crash = { region: report.crash.region, lowRegion: report.crash.lowRegion };
         break;
       }
       const err = kexecError(errno, {
@@ -351,27 +425,27 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
         kernelSigned: signed,
         initrdFile: initrd?.file,
         cmdlineLen: Buffer.byteLength(cmdline) + 1,
+        crash,
       });
       const fallback = !last && (errno === ERRNO.ENOSYS || errno === ERRNO.ENOEXEC);
       if (fallback) {
         notice(`${err.message}: falling back to ${syscalls[i + 1]}`);
         continue;
       }
-      throw withState(err, stateAfterFailure(before, o.sys.kexecLoaded()));
+      throw withState(err, stateAfterFailure(before, loadedNow(o), crash));
     }
 
     if (report.plan) {
-      const file = o.stateFile ?? DEFAULT_STATE_FILE;
+      const file = crash ? (o.crashStateFile ?? DEFAULT_CRASH_STATE_FILE) : (o.stateFile ?? DEFAULT_STATE_FILE);
       try {
-        writeState(
-          file,
-          stateFromPlan(
-            { kernel: o.kernel, initrd: initrd?.file, cmdline, syscall: report.syscall!, planInformative: report.planInformative, bootId: o.sys.bootId() },
-            report.plan,
-          ),
+        const st = stateFromPlan(
+          { kernel: o.kernel, initrd: initrd?.file, cmdline, syscall: report.syscall!, planInformative: report.planInformative, bootId: o.sys.bootId() },
+          report.plan,
         );
+        if (crash && prep?.plan) st.crash = report.syscall === 'kexec_load' ? provenance(crashBuilt!, classic as CrashLoad) : provenance(prep.plan);
+        writeState(file, st);
       } catch (e) {
-        // The kernel is loaded; only `exec`'s description of it is lost.
+        // The kernel is loaded; only `exec`'s and `status`' description of it is lost.
         notice(`loaded, but could not record it in ${file}: ${(e as Error).message}`);
       }
     }
@@ -379,6 +453,17 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
   } finally {
     lock.release();
   }
+}
+
+/** What the crash image's header describes, for status to tell when hotplug made it stale. */
+function provenance(c: CrashInputs, built?: CrashLoad): CrashProvenance {
+  const range = (r: { start: bigint; end: bigint }) => ({ start: hex(r.start), end: hex(r.end) });
+  const p: CrashProvenance = { cpus: c.notes ? c.notes.map((n) => n.cpu) : c.cpus, ram: c.ram.map(range) };
+  if (built) {
+    p.elfcorehdr = range(built.elfcorehdr);
+    p.kernelCmdline = built.cmdline;
+  }
+  return p;
 }
 
 /** Sizes for the payload-size check: what the segments hold at least. */

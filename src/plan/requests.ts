@@ -192,3 +192,16 @@ export function segmentRequests(kernel: KernelImage, sizes: SegmentSizes): Segme
       return elfRequests(kernel, sizes);
   }
 }
+
+/**
+ * The ELF core header of a crash image, placed at the top of the crash
+ * region as both kernel loaders do. x86_64 aligns it to ELF_CORE_HEADER_ALIGN
+ * (a page); arm64 to 64 KiB, the largest page size, so that a capture
+ * kernel of any page size can reserve exactly it (machine_kexec_file.c).
+ */
+export function elfcorehdrRequest(arch: 'x86_64' | 'arm64', bytes: bigint): SegmentRequest {
+  return data('elfcorehdr', bytes, { align: arch === 'arm64' ? ARM64_ELFCOREHDR_ALIGN : PAGE_SIZE, min: 0n, max: PHYS_LIMIT, topDown: true });
+}
+
+/** SZ_64K in arch/arm64/kernel/machine_kexec_file.c. */
+export const ARM64_ELFCOREHDR_ALIGN = 64n * 1024n;

@@ -95,6 +95,8 @@ export interface SyscallContext {
   kernelSigned?: boolean;
   initrdFile?: string;
   cmdlineLen?: number;
+  /** A crash (kdump) image: KEXEC_ON_CRASH / KEXEC_FILE_ON_CRASH. */
+  crash?: boolean;
 }
 
 function describeSegment(s: SegmentInfo, i: number): string {
@@ -232,6 +234,13 @@ export function kexecError(errno: number, ctx: SyscallContext): SystemError {
       );
     case ERRNO.EINVAL:
     case ERRNO.EADDRNOTAVAIL: {
+      if (sc === 'kexec_file_load' && ctx.crash && errno === ERRNO.EADDRNOTAVAIL) {
+        // kexec_locate_mem_hole() found no room in crashk_res for a buffer.
+        return mk(
+          `kexec_file_load found no room in the crash kernel region (EADDRNOTAVAIL) for ${ctx.kernelFile ?? 'the kernel'}${ctx.initrdFile ? `, ${ctx.initrdFile}` : ''} and their boot data`,
+          'boot with a larger crashkernel=, or use a smaller crash initramfs',
+        );
+      }
       if (sc === 'reboot') {
         return mk('reboot(LINUX_REBOOT_CMD_KEXEC) failed (EINVAL): no kernel is loaded', 'load one first: qkexec load --kernel ...');
       }

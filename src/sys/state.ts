@@ -8,12 +8,13 @@
  * point qkexec at a fixture tree (--sysroot) or at single files (--iomem,
  * --memmap, --fdt) without touching the machine.
  */
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { SystemError } from '../errors.ts';
 import type { Arch } from '../image/types.ts';
 import type { RuntimeMapEntryText } from '../arch/x86_64/efi.ts';
+import { ELF64_EHDR_SIZE, elf64_hdr } from '../image/elf.ts';
 
 export const PATHS = {
   iomem: '/proc/iomem',
@@ -43,7 +44,22 @@ export const PATHS = {
   osrelease: '/proc/sys/kernel/osrelease',
   imaPolicy: '/sys/kernel/security/ima/policy',
   efivarSecureBoot: '/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c',
+  cpuPossible: '/sys/devices/system/cpu/possible',
+  cpuDir: '/sys/devices/system/cpu',
+  cpuCrashHotplug: '/sys/devices/system/cpu/crash_hotplug',
+  memoryCrashHotplug: '/sys/devices/system/memory/crash_hotplug',
+  vmcoreinfo: '/sys/kernel/vmcoreinfo',
+  kcore: '/proc/kcore',
 } as const;
+
+/** The first bytes of a file, for the headers of /proc/kcore (whose size is the address space). */
+export interface FileHead {
+  bytes: Uint8Array;
+  file: string;
+}
+
+/** Most of /proc/kcore read for its headers: the ELF header and a few hundred program headers. */
+const KCORE_HEAD_MAX = 1 << 20;
 
 /** linux/capability.h */
 export const CAP_SYS_BOOT = 22;
@@ -254,6 +270,89 @@ export class SysReader {
 
   kexecCrashLoaded(): boolean | undefined {
     return this.flag(PATHS.kexecCrashLoaded, 'whether a crash kernel is loaded');
+  }
+
+  /** /sys/kernel/kexec_crash_size: bytes of crashk_res (0 without crashkernel=); undefined without CONFIG_CRASH_DUMP. */
+  kexecCrashSize(): bigint | undefined {
+    const t = this.text(PATHS.kexecCrashSize, 'size of the crash kernel region');
+    if (t === undefined) return undefined;
+    const v = t.trim();
+    if (!/^\d{1,20}$/.test(v)) throw new SystemError('bad-sysfs', `${this.path(PATHS.kexecCrashSize)}: expected a byte count, found ${JSON.stringify(v.slice(0, 20))}`);
+    return BigInt(v);
+  }
+
+  /** /sys/devices/system/cpu/possible as read; undefined when absent. */
+  cpuPossible(): { text: string; file: string } | undefined {
+    const file = this.path(PATHS.cpuPossible);
+    const text = this.text(PATHS.cpuPossible, 'possible CPUs');
+    return text === undefined ? undefined : { text, file };
+  }
+
+  /** cpuN/crash_notes and crash_notes_size as read; undefined when CPU N has no such files (not present, or no CONFIG_CRASH_DUMP). */
+  crashNotes(cpu: number): { addr: string; size: string; dir: string } | undefined {
+    const dir = `${PATHS.cpuDir}/cpu${cpu}`;
+    const addr = this.text(`${dir}/crash_notes`, `crash notes of CPU ${cpu}`);
+    const size = this.text(`${dir}/crash_notes_size`, `crash notes size of CPU ${cpu}`);
+    return addr === undefined || size === undefined ? undefined : { addr, size, dir: this.path(dir) };
+  }
+
+  /** /sys/kernel/vmcoreinfo as read; undefined without CONFIG_VMCORE_INFO. */
+  vmcoreinfo(): { text: string; file: string } | undefined {
+    const text = this.text(PATHS.vmcoreinfo, 'address of the VMCOREINFO note');
+    return text === undefined ? undefined : { text, file: this.path(PATHS.vmcoreinfo) };
+  }
+
+  /**
+   * /sys/devices/system/{cpu,memory}/crash_hotplug: 1 when the kernel
+   * updates the loaded crash image itself on CPU / memory hotplug
+   * (CONFIG_CRASH_HOTPLUG and an image that allows it); undefined when absent.
+   */
+  crashHotplug(): { cpu?: boolean; memory?: boolean } {
+    return {
+      cpu: this.flag(PATHS.cpuCrashHotplug, 'whether the kernel updates the crash image on CPU hotplug'),
+      memory: this.flag(PATHS.memoryCrashHotplug, 'whether the kernel updates the crash image on memory hotplug'),
+    };
+  }
+
+  /**
+   * The ELF header and program headers at the start of /proc/kcore, read
+   * with positioned reads (the file's size is the kernel's address space);
+   * undefined without CONFIG_PROC_KCORE.
+   */
+  kcoreHead(): FileHead | undefined {
+    const file = this.path(PATHS.kcore);
+    let fd: number;
+    try {
+      fd = openSync(file, 'r');
+    } catch (e) {
+      const code = errorCode(e);
+      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+      const why = code === 'EACCES' || code === 'EPERM' ? 'permission denied (it needs CAP_SYS_RAWIO, and lockdown forbids it)' : (e as Error).message;
+      throw new SystemError(code ?? 'read-failed', `cannot read ${file} (the running kernel's layout): ${why}`, { remedy: 'run qkexec as root, or load with --syscall file', cause: e });
+    }
+    try {
+      const read = (pos: number, len: number): Uint8Array => {
+        const b = Buffer.alloc(len);
+        let n = 0;
+        while (n < len) {
+          const got = readSync(fd, b, n, len - n, pos + n);
+          if (got === 0) break;
+          n += got;
+        }
+        return new Uint8Array(b.buffer, b.byteOffset, n);
+      };
+      // The header says how far the program headers reach; the parser checks the rest.
+      const e = elf64_hdr;
+      const eh = read(0, ELF64_EHDR_SIZE);
+      if (eh.length < ELF64_EHDR_SIZE) return { bytes: eh, file };
+      const dv = new DataView(eh.buffer, eh.byteOffset, eh.byteLength);
+      const end = Number(dv.getBigUint64(e.e_phoff, true)) + dv.getUint16(e.e_phentsize, true) * dv.getUint16(e.e_phnum, true);
+      return { bytes: read(0, Math.min(Math.max(end, ELF64_EHDR_SIZE), KCORE_HEAD_MAX)), file };
+    } catch (e) {
+      throw new SystemError(errorCode(e) ?? 'read-failed', `cannot read ${file} (the running kernel's layout): ${(e as Error).message}`, { cause: e });
+    } finally {
+      closeSync(fd);
+    }
   }
 
   kexecLoadDisabled(): boolean | undefined {

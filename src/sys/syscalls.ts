@@ -25,6 +25,9 @@ export const KEXEC_ARCH: Record<Arch, number> = {
   arm64: 183 << 16,
 };
 
+/** include/uapi/linux/kexec.h: kexec_load flags. */
+export const KEXEC_ON_CRASH = 0x1;
+
 export const KEXEC_FILE_UNLOAD = 0x1;
 export const KEXEC_FILE_ON_CRASH = 0x2;
 export const KEXEC_FILE_NO_INITRAMFS = 0x4;
@@ -119,9 +122,13 @@ export function kexecLoad(arch: Arch, entry: bigint, segments: LoadSegment[], fl
   return result(c, ret);
 }
 
-/** kexec_load(0, 0, NULL, KEXEC_ARCH_<arch>): drops the loaded image, whichever syscall loaded it. */
-export function kexecUnload(arch: Arch): number {
-  return kexecLoad(arch, 0n, [], 0);
+/**
+ * kexec_load(0, 0, NULL, KEXEC_ARCH_<arch>): drops the loaded image,
+ * whichever syscall loaded it; with `crash`, the crash image
+ * (KEXEC_ON_CRASH).
+ */
+export function kexecUnload(arch: Arch, crash = false): number {
+  return kexecLoad(arch, 0n, [], crash ? KEXEC_ON_CRASH : 0);
 }
 
 /**
@@ -143,7 +150,8 @@ export function kexecFileLoad(arch: Arch, kernelFd: number, initrdFd: number, cm
   return result(c, ret);
 }
 
-export function kexecFileUnload(arch: Arch): number {
+/** KEXEC_FILE_UNLOAD; with `crash`, of the crash image (| KEXEC_FILE_ON_CRASH). */
+export function kexecFileUnload(arch: Arch, crash = false): number {
   const c = loadLibc();
   const ret = c.syscall(
     SYSCALL_NR[arch].kexec_file_load,
@@ -151,7 +159,7 @@ export function kexecFileUnload(arch: Arch): number {
     'long', -1n,
     'unsigned long', 0n,
     'void *', null,
-    'unsigned long', BigInt(KEXEC_FILE_UNLOAD),
+    'unsigned long', BigInt(KEXEC_FILE_UNLOAD | (crash ? KEXEC_FILE_ON_CRASH : 0)),
   );
   return result(c, ret);
 }

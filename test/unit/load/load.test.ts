@@ -189,7 +189,7 @@ test('unload: kexec_load(0,0,NULL) first, kexec_file_load unload on ENOSYS; stat
   writeTree(o.sys.overrides.root!, { 'run/qkexec.json': '{}' });
   const log: Call[] = [];
   const r = await unload({ sys: o.sys, syscall: 'auto', stateFile: o.stateFile, lockFile: o.lockFile, calls: fakeCalls({ kexecUnload: [ERRNO.ENOSYS], kexecFileUnload: [0] }, log) });
-  assert.deepEqual(r, { wasLoaded: true, syscall: 'kexec_file_load' });
+  assert.deepEqual(r, { wasLoaded: true, syscall: 'kexec_file_load', crash: false });
   assert.deepEqual(log.map((c) => c[0]), ['kexecUnload', 'kexecFileUnload']);
   assert.equal(existsSync(o.stateFile!), false);
   await assert.rejects(unload({ sys: o.sys, syscall: 'classic', lockFile: o.lockFile, stateFile: o.stateFile, calls: fakeCalls({ kexecUnload: [ERRNO.EBUSY] }) }), /EBUSY/);
