@@ -11,6 +11,42 @@
  */
 import { QkexecError } from '../errors.ts';
 
+/**
+ * Where kexec-tools' own binary is once qkexec has taken /sbin/kexec over
+ * (the Debian package's diversions: packaging/debian/preinst). Installed as
+ * `kexec`, qkexec hands it the command lines it does not implement (crash
+ * kernels, -p), so that kdump tooling keeps working.
+ */
+export const KEXEC_TOOLS_BINARIES = ['/sbin/kexec.kexec-tools', '/usr/sbin/kexec.usr-is-merged'] as const;
+
+/**
+ * Whether a kexec-tools argv asks for something only kexec-tools does:
+ * crash kernels (-p, --load-panic). Tokenised as translateKexecArgv does,
+ * so that an option's value ("--append -p") is not taken for a flag.
+ */
+export function needsKexecTools(argv: readonly string[]): boolean {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') return false;
+    if (a.startsWith('--')) {
+      const name = a.includes('=') ? a.slice(2, a.indexOf('=')) : a.slice(2);
+      const key = BY_LONG.get(name);
+      if (key === 'panic') return true;
+      if (key && OPTS[key]!.arg && !a.includes('=')) i++;
+    } else if (a.startsWith('-') && a.length > 1) {
+      for (let j = 1; j < a.length; j++) {
+        const key = BY_SHORT.get(a[j]!);
+        if (key === 'panic') return true;
+        if (key && OPTS[key]!.arg) {
+          if (j === a.length - 1) i++;
+          break;
+        }
+      }
+    }
+  }
+  return false;
+}
+
 /** qkexec's own subcommands: argv starting with one of these is not translated. */
 export const SUBCOMMANDS = ['load', 'exec', 'unload', 'status', 'plan', 'lab', 'help'] as const;
 

@@ -8,7 +8,8 @@
  * "qkexec: <what failed> -- <what to do>", and exit status 1 (2 for usage
  * errors). --verbose adds the details (cause chain, stack) on stderr.
  */
-import { readFileSync, realpathSync, writeFileSync, writeSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, realpathSync, writeFileSync, writeSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { basename } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
@@ -26,7 +27,7 @@ import { archInputs, load, runningCmdline, type LoadReport } from '../load/load.
 import { execLoaded, formatStatus, status, unload, type StatusReport } from '../load/ops.ts';
 import type { SyscallChoice } from '../load/preconditions.ts';
 import { readSnapshot } from '../load/snapshot.ts';
-import { isNativeArgv, translateKexecArgv } from './compat.ts';
+import { isNativeArgv, KEXEC_TOOLS_BINARIES, needsKexecTools, translateKexecArgv } from './compat.ts';
 
 declare const __QKEXEC_VERSION__: string | undefined;
 
@@ -396,12 +397,41 @@ async function runNative(argv: string[]): Promise<number> {
 }
 
 /**
+ * Installed as `kexec` in kexec-tools' place, qkexec runs kexec-tools' own
+ * binary (moved aside by the Debian package) for what it does not do
+ * itself: kdump's `kexec -p`. undefined when kexec-tools is not there.
+ */
+function runKexecTools(argv: string[]): number | undefined {
+  const self = process.argv[1] ? realpathOr(process.argv[1]) : undefined;
+  const binary = KEXEC_TOOLS_BINARIES.find((b) => existsSync(b) && realpathOr(b) !== self);
+  if (binary === undefined) return undefined;
+  if (argv.includes('-d') || argv.includes('--debug')) err(`qkexec: note: crash kernels are kexec-tools' work: running ${binary}`);
+  const r = spawnSync(binary, argv, { stdio: 'inherit' });
+  if (r.error) {
+    return report(new QkexecError('kexec-tools', `cannot run kexec-tools' ${binary} for a crash kernel: ${r.error.message}`, { remedy: 'reinstall kexec-tools' }), false);
+  }
+  return r.status ?? 1;
+}
+
+function realpathOr(p: string): string {
+  try {
+    return realpathSync(p);
+  } catch {
+    return p;
+  }
+}
+
+/**
  * `invokedAs`: the program's name; as `kexec` (a symlink, so that
  * `systemctl kexec` and scripts find it) kexec-tools' argv is taken in full.
  */
 export async function main(argv: string[], invokedAs = 'qkexec'): Promise<number> {
   if (argv.length === 0) return runNative(['--help']);
   if (isNativeArgv(argv)) return runNative(argv);
+  if (invokedAs === 'kexec' && needsKexecTools(argv)) {
+    const rc = runKexecTools(argv);
+    if (rc !== undefined) return rc;
+  }
   let commands: string[][];
   try {
     const t = translateKexecArgv(argv, { implicitExec: invokedAs === 'kexec' });

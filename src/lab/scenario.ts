@@ -130,6 +130,11 @@ export interface Scenario {
   /** qkexec bundle directory; built with `npm run bundle` when absent. */
   bundleDir?: string;
   /**
+   * How the guest runs qkexec (default `node /qkexec/qkexec.mjs`): e.g. the
+   * command an npm install put under bundleDir (/qkexec/bin/qkexec).
+   */
+  qkexecCommand?: string[];
+  /**
    * Put node and the qkexec bundle in the first stage even when no step
    * uses qkexec, so that guests of different loaders hold the same files
    * (under TCG what sits in and ran from RAM changes the timings: see
@@ -216,7 +221,7 @@ export interface RunOptions {
   echo?: boolean;
 }
 
-const QKEXEC = `node ${QKEXEC_DIR}/qkexec.mjs`;
+const QKEXEC = ['node', `${QKEXEC_DIR}/qkexec.mjs`];
 
 /** A shell word: quoted when a string, written as is when raw (variable expansions). */
 type Word = string | { raw: string };
@@ -238,11 +243,11 @@ export const QUICK_REGION_SH = [
   '}',
 ].join('\n');
 
-function loadArgv(loader: Loader, kernel: string, initrd: string | null, append: string, extra: string[]): Word[] {
+function loadArgv(loader: Loader, kernel: string, initrd: string | null, append: string, extra: string[], qkexec: string[]): Word[] {
   if (isQkexec(loader)) {
     const syscall = qkexecSyscall(loader);
     return [
-      ...QKEXEC.split(' '), 'load', '--kernel', kernel,
+      ...qkexec, 'load', '--kernel', kernel,
       ...(initrd === null ? [] : ['--initrd', initrd]),
       '--append', append, '--syscall', syscall, ...extra,
     ];
@@ -257,8 +262,8 @@ function loadArgv(loader: Loader, kernel: string, initrd: string | null, append:
   return ['kexec', '-l', kernel, ...(initrd === null ? [] : [`--initrd=${initrd}`]), `--append=${append}`, ...flag, ...extra];
 }
 
-function execArgv(loader: Loader): string[] {
-  return isQkexec(loader) ? [...QKEXEC.split(' '), 'exec'] : ['kexec', '-e'];
+function execArgv(loader: Loader, qkexec: string[]): string[] {
+  return isQkexec(loader) ? [...qkexec, 'exec'] : ['kexec', '-e'];
 }
 
 export function secondAppend(s: Scenario, token: string): string {
@@ -295,11 +300,12 @@ export function scenarioScript(s: Scenario, token: string): string {
         st.initrd === undefined ? I2 : st.initrd,
         st.append ?? secondAppend(s, token),
         [...(s.loaderArgs ?? []), ...(st.args ?? [])],
+        s.qkexecCommand ?? QKEXEC,
       );
       if ((st.loader ?? s.loader) === 'kexec-tools-quick-region') lines.push(QUICK_REGION_SH, 'qk_region');
       lines.push(`qk_load ${shQuote(st.name ?? 'main')} ${st.expectFail ? 'fail' : 'ok'} ${argv.map(word).join(' ')}`);
     } else {
-      lines.push('echo QKLAB:exec', `${execArgv(st.loader ?? s.loader).map(shQuote).join(' ')}`, 'qk_fail "exec returned with rc=$?"');
+      lines.push('echo QKLAB:exec', `${execArgv(st.loader ?? s.loader, s.qkexecCommand ?? QKEXEC).map(shQuote).join(' ')}`, 'qk_fail "exec returned with rc=$?"');
     }
   }
   return lines.join('\n') + '\n';
