@@ -10,8 +10,15 @@
  *                                       moves kexec-tools' own aside: debian/preinst)
  *   /etc/default/qkexec              what to load at a reboot (conffile)
  *   /usr/lib/qkexec/qkexec-load      qkexec-load.service's stop: loads at a reboot
- *   /usr/lib/systemd/system/qkexec-load.service
- *   /usr/lib/systemd/system-shutdown/qkexec   a reboot with a loaded kernel kexecs
+ *   /lib/systemd/system/qkexec-load.service
+ *   /lib/systemd/system-shutdown/qkexec   a reboot with a loaded kernel kexecs
+ *
+ * The systemd files go under /lib, not /usr/lib, as Debian 12's systemd
+ * ships those directories: on merged /usr both names are one directory, but
+ * dpkg tracks names, and a package that alone lists
+ * /usr/lib/systemd/system-shutdown would have dpkg remove the (then empty)
+ * directory systemd owns as /lib/systemd/system-shutdown when it is removed
+ * (DEP17; test/e2e/packaging.test.ts compares the whole tree after a purge).
  *   /usr/share/man/man8/qkexec.8.gz, bash completion, doc (copyright, errors.md)
  *
  * The commands are the bundle's native bin/kexec and bin/qkexec when it has
@@ -21,7 +28,7 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
-  chmodSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync,
+  chmodSync, cpSync, existsSync, lstatSync, lutimesSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -58,6 +65,14 @@ export function changelogVersion(text: string): string {
   const m = /^qkexec \(([^)\s]+)\)/.exec(text);
   if (!m) throw new Error('packaging/debian/changelog does not start with "qkexec (VERSION) ..."');
   return m[1]!;
+}
+
+/** The time of packaging/debian/changelog's first entry (its trailer line), in seconds: every file's mtime, for a reproducible .deb. */
+export function changelogEpoch(text: string): number {
+  const m = /^ -- .+?> {2}(.+)$/m.exec(text);
+  const t = m ? Date.parse(m[1]!) : NaN;
+  if (!Number.isFinite(t)) throw new Error('packaging/debian/changelog has no " -- NAME <EMAIL>  DATE" trailer line with a valid date');
+  return Math.floor(t / 1000);
 }
 
 /** gzip as Debian wants it for man pages and changelogs (gzip -9n: best compression, no name, no time). */
@@ -215,6 +230,10 @@ export async function stageDeb(o: DebOptions, root: string): Promise<void> {
     .replace('@NATIVE_DEPENDS@', nativeDepends(lib).join(', '));
   if (/@[A-Z_]+@/.test(control)) throw new Error(`packaging/debian/control has an unfilled field: ${/@[A-Z_]+@/.exec(control)![0]}`);
   write(join(debian, 'control'), control);
+
+  // Same inputs, same bytes: the lab caches guest images by the .deb's hash.
+  const epoch = changelogEpoch(changelog.toString('utf8'));
+  for (const p of [root, ...walk(root)]) lutimesSync(p, epoch, epoch);
 }
 
 export function debFileName(arch: DebArch): string {
@@ -230,7 +249,11 @@ export async function buildDeb(o: DebOptions): Promise<string> {
     mkdirSync(o.outDir, { recursive: true });
     const out = join(o.outDir, debFileName(o.arch));
     const tmp = `${out}.tmp`;
-    execFileSync('dpkg-deb', ['--root-owner-group', '-Zxz', '--build', root, tmp], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const epoch = changelogEpoch(readFileSync(join(HERE, 'debian', 'changelog'), 'utf8'));
+    execFileSync('dpkg-deb', ['--root-owner-group', '-Zxz', '--build', root, tmp], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      env: { ...process.env, SOURCE_DATE_EPOCH: String(epoch) },
+    });
     execFileSync('mv', ['-f', tmp, out]);
     return out;
   } finally {

@@ -22,6 +22,12 @@ export interface GuestOptions {
   extraArgs?: string[];
   /** Echo serial lines to stderr as they arrive (debugging; also QKLAB_VERBOSE=1). */
   echo?: boolean;
+  /**
+   * Default true: a guest reboot ends QEMU (-no-reboot). false: QEMU resets
+   * the machine and boots its -kernel/-initrd/-append again, as firmware
+   * would (a cold reboot).
+   */
+  exitOnReboot?: boolean;
 }
 
 export interface SerialLine {
@@ -53,7 +59,7 @@ export const EARLY_CONSOLE: Record<Arch, string> = {
 
 export function qemuCommand(o: GuestOptions): { cmd: string; args: string[] } {
   const mem = String(o.memMB ?? 1024);
-  const common = ['-m', mem, '-smp', '1', '-nographic', '-no-reboot', '-nic', 'none'];
+  const common = ['-m', mem, '-smp', '1', '-nographic', ...(o.exitOnReboot === false ? [] : ['-no-reboot']), '-nic', 'none'];
   const boot = ['-kernel', o.kernel, '-initrd', o.initrd];
   if (o.arch === 'x86_64') {
     return {

@@ -91,7 +91,7 @@ test('man page and changelog are gzip -9n; the changelog is at package.json\'s v
 
 test('every shell script parses; the maintainer scripts divert both names of /sbin/kexec where the CLI looks for kexec-tools', async () => {
   const root = await stage();
-  for (const f of ['DEBIAN/preinst', 'DEBIAN/postinst', 'DEBIAN/prerm', 'DEBIAN/postrm', 'usr/lib/qkexec/qkexec-load', 'usr/lib/systemd/system-shutdown/qkexec']) {
+  for (const f of ['DEBIAN/preinst', 'DEBIAN/postinst', 'DEBIAN/prerm', 'DEBIAN/postrm', 'usr/lib/qkexec/qkexec-load', 'lib/systemd/system-shutdown/qkexec']) {
     const r = spawnSync('sh', ['-n', join(root, f)], { encoding: 'utf8' });
     assert.equal(r.status, 0, `${f}: ${r.stderr}`);
   }
@@ -109,7 +109,7 @@ test('every shell script parses; the maintainer scripts divert both names of /sb
 
 test('/etc/default/qkexec: every setting is read by qkexec-load or the shutdown hook', () => {
   const defaults = readFileSync(join(PKG, 'root/etc/default/qkexec'), 'utf8');
-  const scripts = readFileSync(join(PKG, 'root/usr/lib/qkexec/qkexec-load'), 'utf8') + readFileSync(join(PKG, 'root/usr/lib/systemd/system-shutdown/qkexec'), 'utf8');
+  const scripts = readFileSync(join(PKG, 'root/usr/lib/qkexec/qkexec-load'), 'utf8') + readFileSync(join(PKG, 'root/lib/systemd/system-shutdown/qkexec'), 'utf8');
   const vars = [...defaults.matchAll(/^([A-Z_]+)=/gm)].map((m) => m[1]!);
   assert.deepEqual(vars.sort(), ['APPEND', 'INITRD', 'KERNEL_IMAGE', 'LOAD_KEXEC', 'QKEXEC_LOAD_OPTIONS', 'REBOOT_WITH_KEXEC']);
   for (const v of vars) assert.match(scripts, new RegExp(`\\$\\{?${v}\\b`), `${v} is used`);
