@@ -236,6 +236,14 @@ export async function stageDeb(o: DebOptions, root: string): Promise<void> {
   for (const p of [root, ...walk(root)]) lutimesSync(p, epoch, epoch);
 }
 
+/** What a built .deb makes /usr/sbin/kexec: the absolute path of the link's target on the installed system. */
+export function debKexecCommand(deb: string): string {
+  const list = execFileSync('dpkg-deb', ['-c', deb], { encoding: 'utf8' });
+  const m = / \.\/usr\/sbin\/kexec -> \.\.\/lib\/qkexec\/(\S+)$/m.exec(list);
+  if (!m) throw new Error(`${deb} has no usr/sbin/kexec link into /usr/lib/qkexec`);
+  return `${LIB_DIR}/${m[1]}`;
+}
+
 export function debFileName(arch: DebArch): string {
   return `qkexec_${packageVersion()}_${arch}.deb`;
 }

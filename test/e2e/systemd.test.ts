@@ -21,24 +21,15 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildDeb } from '../../packaging/build-deb.ts';
+import { buildDeb, debKexecCommand } from '../../packaging/build-deb.ts';
 import { lineReporter } from '../../src/lab/progress.ts';
 import { BASE_CMDLINE, ensureSystemdImage, type SystemdImage } from '../../src/lab/systemd/image.ts';
 import { runSystemdGuest, runToken, type Reboot, type SystemdRun } from '../../src/lab/systemd/guest.ts';
 
 const CRASH_APPEND = 'root=/dev/vda ro console=ttyS0 irqpoll nr_cpus=1 reset_devices';
-
-/** Where the .deb points /usr/sbin/kexec (the bundle's native kexec once it has one). */
-function kexecTarget(deb: string): string {
-  const list = execFileSync('dpkg-deb', ['-c', deb], { encoding: 'utf8' });
-  const m = / \.\/usr\/sbin\/kexec -> \.\.\/lib\/qkexec\/(\S+)$/m.exec(list);
-  assert.ok(m, `${deb} has no usr/sbin/kexec link:\n${list}`);
-  return `/usr/lib/qkexec/${m[1]}`;
-}
 
 describe('systemd guest: systemctl kexec and systemctl reboot with qkexec as /sbin/kexec', { concurrency: 1 }, () => {
   const work = mkdtempSync(join(tmpdir(), 'qkexec-systemd-e2e-'));
@@ -106,7 +97,7 @@ describe('systemd guest: systemctl kexec and systemctl reboot with qkexec as /sb
   });
 
   test('/sbin/kexec is qkexec, kexec-tools\' binary diverted beside it', () => {
-    assert.equal(r.facts.get('kexec-target'), kexecTarget(deb));
+    assert.equal(r.facts.get('kexec-target'), debKexecCommand(deb));
     assert.match(r.facts.get('kexec-version') ?? '', /^\d+\.\d+\.\d+$/);
     assert.match(r.facts.get('kexec-tools-version') ?? '', /^kexec-tools 2\./);
     const div = r.facts.get('diversions') ?? '';

@@ -46,7 +46,7 @@ else
   [ -s ${STATE}/kexec-link ] && ln -sfn "$(cat ${STATE}/kexec-link)" /usr/sbin/kexec
 fi
 echo "QKLAB:up step=$step cmdline=$(cat /proc/cmdline)"
-if ! tar -xf ${CONTROL_DEVICE} -C /run/qklab; then
+if ! tar -xf ${CONTROL_DEVICE} -C /run/qklab || ! sh -n /run/qklab/plan.sh; then
   echo "QKLAB:fail cannot read the plan from ${CONTROL_DEVICE}"
   systemctl poweroff
   exit 1
@@ -137,18 +137,19 @@ function stepBody(n: number, s: PlanStep): string {
       lines.push(`qk_reboot ${n} ${s.method} systemctl kexec`);
       break;
     case 'bls': {
+      // A Type #1 entry as kernel-install writes them ($v expands in the guest).
       const entry = [
-        'title Debian GNU/Linux 12 (qkexec lab)',
-        'version $v',
-        'linux /debian/$v/linux',
-        'initrd /debian/$v/initrd.img',
-        `options ${s.cmdline}`,
-      ].join('\n');
+        '"title Debian GNU/Linux 12 (qkexec lab)"',
+        '"version $v"',
+        '"linux /debian/$v/linux"',
+        '"initrd /debian/$v/initrd.img"',
+        q(`options ${s.cmdline}`),
+      ].join(' ');
       lines.push(
         'v=$(ls /efi/debian | head -n 1)',
         '[ -n "$v" ] || qk_fail "no kernel on the ESP (/efi/debian/VERSION)"',
         'mkdir -p /efi/loader/entries',
-        `cat >/efi/loader/entries/qklab.conf <<EOF\n${entry}\nEOF`,
+        `printf '%s\\n' ${entry} >/efi/loader/entries/qklab.conf`,
         'qk_fact bls-entry "$(tr \'\\n\' \'|\' </efi/loader/entries/qklab.conf)"',
         '[ "$(cat /sys/kernel/kexec_loaded)" = 0 ] || qk_fail "a kernel is loaded already: systemctl kexec would not use the entry"',
         `qk_reboot ${n} ${s.method} systemctl kexec`,

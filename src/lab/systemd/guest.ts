@@ -65,6 +65,8 @@ export interface Reboot {
   loadRc?: number;
   /** Output of the load and of the reboot command (QKLAB:out). */
   out: string[];
+  /** The console while the load ran (the kernel's own load line, on a kernel with the quick kexec series). */
+  loadLog: string[];
   /** The console from the reboot command to the next kernel's first line: the shutdown as systemd and the services print it. */
   shutdown: string[];
 }
@@ -98,7 +100,8 @@ export function parseSystemdLog(lines: { t: number; text: string }[]): Omit<Syst
   let firstMultiUser: number | undefined;
   let done = false;
   let loadStart: number | undefined;
-  let pendingLoad: { ms?: number; rc?: number; out: string[] } = { out: [] };
+  let pendingLoad: { ms?: number; rc?: number; out: string[]; log: string[] } = { out: [], log: [] };
+  let loading = false;
   let cur: Reboot | undefined;
   for (const { t, text } of lines) {
     let m: RegExpExecArray | null;
@@ -107,18 +110,22 @@ export function parseSystemdLog(lines: { t: number; text: string }[]): Omit<Syst
       boots.push({ step, cmdline: m[2]!, tUp: t });
       if (cur && cur.step === step - 1) cur.tUp = t;
       cur = undefined;
-      pendingLoad = { out: [] };
+      pendingLoad = { out: [], log: [] };
     } else if ((m = /QKLAB:reboot step=(\d+) method=(\S+)/.exec(text))) {
-      cur = { step: Number(m[1]), method: m[2] as Method, tCmd: t, loadMs: pendingLoad.ms, loadRc: pendingLoad.rc, out: pendingLoad.out, shutdown: [] };
+      cur = { step: Number(m[1]), method: m[2] as Method, tCmd: t, loadMs: pendingLoad.ms, loadRc: pendingLoad.rc, out: pendingLoad.out, loadLog: pendingLoad.log, shutdown: [] };
       reboots.push(cur);
-    } else if (/QKLAB:load-start/.test(text)) loadStart = t;
-    else if ((m = /QKLAB:load-done rc=(\d+)/.exec(text))) {
+    } else if (/QKLAB:load-start/.test(text)) {
+      loadStart = t;
+      loading = true;
+    } else if ((m = /QKLAB:load-done rc=(\d+)/.exec(text))) {
+      loading = false;
       pendingLoad.rc = Number(m[1]);
       if (loadStart !== undefined) pendingLoad.ms = t - loadStart;
     } else if ((m = /QKLAB:out (.*)$/.exec(text))) (cur ?? pendingLoad).out.push(m[1]!);
     else if ((m = /QKLAB:fact (\S+) ?(.*)$/.exec(text))) facts.set(m[1]!, m[2]!);
     else if ((m = /QKLAB:fail (.*)$/.exec(text))) failures.push(`guest: ${m[1]}`);
     else if (/QKLAB:done/.test(text)) done = true;
+    else if (loading) pendingLoad.log.push(text);
     else if (cur !== undefined) {
       if (cur.tFirstLine === undefined && !NEW_KERNEL_FIRST_LINE.test(text)) cur.shutdown.push(text);
       if (cur.tStarting === undefined && /Starting new kernel/.test(text)) cur.tStarting = t;
@@ -160,7 +167,7 @@ export async function runSystemdGuest(o: SystemdRunOptions): Promise<SystemdRun>
           // qemuCommand adds console=ttyS0 in front; the rest is the plan's.
           append: o.append,
           memMB: o.memMB ?? 2048,
-          timeoutMs: o.timeoutMs ?? 600_000,
+          timeoutMs: o.timeoutMs ?? 3_600_000,
           exitOnReboot: false,
           echo: o.echo,
           extraArgs: [
@@ -181,7 +188,7 @@ export async function runSystemdGuest(o: SystemdRunOptions): Promise<SystemdRun>
     }
     const parsed = parseSystemdLog(guest.lines);
     const exit = guest.exit!;
-    if (exit.timedOut) parsed.failures.unshift(`guest timed out after ${(o.timeoutMs ?? 600_000) / 1000} s`);
+    if (exit.timedOut) parsed.failures.unshift(`guest timed out after ${(o.timeoutMs ?? 3_600_000) / 1000} s`);
     if (exit.killed) parsed.failures.unshift(`guest killed: ${exit.killed}`);
     const result: SystemdRun = { ...parsed, log: guest.logLines(), qemu: guest.command };
     if (o.keepLog || parsed.failures.length > 0 || !parsed.done) {
