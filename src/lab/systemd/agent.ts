@@ -67,7 +67,9 @@ Description=qkexec lab agent (one step of the plan per boot)
 After=multi-user.target
 
 [Service]
-Type=oneshot
+# Not oneshot: a start job pending for the whole step would fill the console
+# with systemd's progress line while the step runs.
+Type=simple
 ExecStart=${AGENT}
 
 [Install]
