@@ -19,7 +19,7 @@ import { hex } from '../memory/range.ts';
 import { formatSize } from '../memory/ranges.ts';
 import { formatPlan, planToJson } from '../plan/format.ts';
 import { planSvg } from '../plan/svg.ts';
-import { quickkexecParam, reserveSize } from '../plan/reserve.ts';
+import { quickkexecParam, reloadReserveSize, reserveSize } from '../plan/reserve.ts';
 import { SysReader } from '../sys/state.ts';
 import { buildClassic, planOnly, requestsFor, type Payload, type StrategyOption } from '../load/build.ts';
 import { composeCmdline } from '../load/cmdline.ts';
@@ -310,9 +310,14 @@ function program(setExit: (code: number) => void): Command {
     const payload: Payload = { kernel, kernelFile: kernelPath(positional, o), initrd, cmdline };
     const inputs = archInputs(kernel, snap, sys);
     if (o.reserve) {
-      const size = reserveSize(requestsFor(payload, inputs));
-      if (o.json) out(toJson({ size, param: quickkexecParam(size) }));
-      else out(`${quickkexecParam(size)}   (${formatSize(size)}: the smallest 2 MiB-aligned region that holds ${o.kernel ?? positional}${o.initrd ? ` and ${o.initrd}` : ''} in place)`);
+      const requests = requestsFor(payload, inputs);
+      const size = reserveSize(requests);
+      const reload = reloadReserveSize(requests);
+      if (o.json) out(toJson({ size, param: quickkexecParam(size), reloadSize: reload, reloadParam: quickkexecParam(reload) }));
+      else {
+        out(`${quickkexecParam(size)}   (${formatSize(size)}: the smallest 2 MiB-aligned region that holds ${o.kernel ?? positional}${o.initrd ? ` and ${o.initrd}` : ''} in place)`);
+        out(`${quickkexecParam(reload)}   (${formatSize(reload)}: room for a reload in place while this payload is loaded; with the smaller region a reload goes the standard way)`);
+      }
       return;
     }
     const opts = planOptsOf(o);

@@ -3,10 +3,12 @@
  * kernel is slow under TCG and would blur the timings.
  *
  * Second stage (the payload kexec'd into): busybox and an /init that reports
- * one line, `QKLAB:second-up token=… marker=… cmdline=…`, proving that the
- * new kernel runs, got the command line the loader was given, and unpacked
- * the initramfs the loader was given. Optional incompressible padding makes
- * the payload as large as a benchmark needs.
+ * one line, `QKLAB:second-up token=… marker=… payload=… cmdline=…`, proving
+ * that the new kernel runs, got the command line the loader was given, and
+ * unpacked the initramfs the loader was given. Optional incompressible
+ * padding makes the payload as large as a benchmark needs; its sha256 goes
+ * in beside it and the new kernel checks it (payload=ok|bad, none without
+ * padding), so a payload damaged between load and boot is seen.
  *
  * First stage (the guest that loads and execs): busybox, kexec-tools, node,
  * the qkexec bundle, the second kernel at /boot/k2 and the second initramfs
@@ -15,7 +17,8 @@
  */
 import { existsSync } from 'node:fs';
 import { mkdir, open, readdir, readlink, lstat, rename, rm } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { join, posix } from 'node:path';
 import { CpioWriter } from './cpio.ts';
 import { cachePath } from './cache.ts';
@@ -23,6 +26,7 @@ import { shQuote } from './host.ts';
 import type { GuestFile } from './elf-deps.ts';
 
 export const MARKER_FILE = '/qklab-marker';
+export const PADDING_FILE = '/qklab-padding';
 export const TOKEN_PARAM = 'qklab.token';
 export const QKEXEC_DIR = '/qkexec';
 export const K2 = '/boot/k2';
@@ -80,7 +84,12 @@ token=missing
 case " $cmdline " in *${shQuote(` ${TOKEN_PARAM}=${token} `)}*) token=ok ;; esac
 marker=missing
 [ "$(${bb} cat ${MARKER_FILE} 2>/dev/null)" = ${shQuote(marker)} ] && marker=ok
-echo "QKLAB:second-up token=$token marker=$marker cmdline=$cmdline" >/dev/console
+payload=none
+if [ -f ${PADDING_FILE}.sha256 ]; then
+  payload=bad
+  (cd / && ${bb} sha256sum -c ${PADDING_FILE.slice(1)}.sha256 >/dev/null 2>&1) && payload=ok
+fi
+echo "QKLAB:second-up token=$token marker=$marker payload=$payload cmdline=$cmdline" >/dev/console
 ${bb} reboot -f
 ${bb} sleep 30
 `;
@@ -92,8 +101,17 @@ export async function buildSecondStage(o: SecondStageOptions): Promise<ImageInfo
     await skeleton(w, o.busybox);
     await w.file('/init', Buffer.from(secondStageInit(o.token, o.marker)), { mode: 0o755 });
     await w.file(MARKER_FILE, Buffer.from(o.marker));
-    if (padding !== undefined) await w.file('/qklab-padding', padding);
+    if (padding !== undefined) {
+      await w.file(PADDING_FILE, padding);
+      await w.file(`${PADDING_FILE}.sha256`, Buffer.from(`${await sha256File(padding)}  ${PADDING_FILE.slice(1)}\n`));
+    }
   });
+}
+
+async function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest('hex');
 }
 
 /**

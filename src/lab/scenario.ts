@@ -10,7 +10,7 @@
  *   QKLAB:loaded=V name=N               /sys/kernel/kexec_loaded after it
  *   QKLAB:exec                          the exec command starts
  *   QKLAB:fail <why>                    the guest gave up (then reboots)
- *   QKLAB:second-up token=… marker=… cmdline=…   the second kernel's /init
+ *   QKLAB:second-up token=… marker=… payload=… cmdline=…   the second kernel's /init
  * and the kernel itself prints "kexec_core: Starting new kernel" when it
  * commits to the kexec, and the new kernel's first line carries the
  * printk timestamp [    0.000000] (see NEW_KERNEL_FIRST_LINE). A kernel
@@ -155,6 +155,12 @@ export interface KexecPathLine {
   strategy: 'quick' | 'standard';
   segments: number;
   bytesToRelocate: number;
+  /**
+   * Quick images (series v2): whether the kernel took the segments out of
+   * its direct map until exec ("unmapped until exec") or could not ("not
+   * write-protected"); absent on the standard path and from older series.
+   */
+  protection?: 'unmapped' | 'not write-protected';
 }
 
 export interface LoadRecord {
@@ -201,7 +207,8 @@ export interface ScenarioResult {
   loads: LoadRecord[];
   /** The kernel's load line for the load that was exec'd (patched kernels). */
   kexecPath?: KexecPathLine;
-  second?: { token: string; marker: string; cmdline: string };
+  /** payload: ok|bad, the padding's sha256 as the new kernel checked it; none without padding. */
+  second?: { token: string; marker: string; payload?: string; cmdline: string };
   exit?: GuestExit;
   sizes: { kernel2?: number; initrd1?: number; initrd2?: number };
   qemu: string;
@@ -318,8 +325,10 @@ export function scenarioScript(s: Scenario, token: string): string {
  */
 export const NEW_KERNEL_FIRST_LINE = /\[\s*0\.000000\]|early console in extract_kernel|Decompressing Linux/;
 
-const PATH_LINE = /\bkexec: (?:quick path: (\d+) segments loaded in place, (\d+) bytes to relocate|standard path: (\d+) segments, (\d+) bytes to relocate)\s*$/;
-const FALLBACK_LINE = /\bkexec_file: (no room for .*)$/;
+const PATH_LINE =
+  /\bkexec: (?:quick path: (\d+) segments loaded in place, (\d+) bytes to relocate(?:, (unmapped until exec|not write-protected))?|standard path: (\d+) segments, (\d+) bytes to relocate)\s*$/;
+/** kexec_file_load's fallback: "kexec: no room …" (series v2), "kexec_file: no room …" (v1). */
+const FALLBACK_LINE = /\bkexec(?:_file)?: (no room for .*)$/;
 
 /**
  * The quick kexec series' load line (kernel/README.md, "The load line"),
@@ -328,9 +337,10 @@ const FALLBACK_LINE = /\bkexec_file: (no room for .*)$/;
 export function parseKexecPathLine(text: string): KexecPathLine | undefined {
   const m = PATH_LINE.exec(text);
   if (!m) return undefined;
-  return m[1] !== undefined
-    ? { strategy: 'quick', segments: Number(m[1]), bytesToRelocate: Number(m[2]) }
-    : { strategy: 'standard', segments: Number(m[3]), bytesToRelocate: Number(m[4]) };
+  if (m[1] === undefined) return { strategy: 'standard', segments: Number(m[4]), bytesToRelocate: Number(m[5]) };
+  const line: KexecPathLine = { strategy: 'quick', segments: Number(m[1]), bytesToRelocate: Number(m[2]) };
+  if (m[3] !== undefined) line.protection = m[3] === 'unmapped until exec' ? 'unmapped' : 'not write-protected';
+  return line;
 }
 
 /** Reads the serial log back into landmarks, loads and phases, and checks the expectations. */
@@ -380,9 +390,9 @@ export function analyse(s: Scenario, lines: { t: number; text: string }[], token
     } else if (execIndex >= 0 && marks.newKernelFirstLine === undefined && NEW_KERNEL_FIRST_LINE.test(x)) {
       marks.newKernelFirstLine = l.t;
       firstLine = x;
-    } else if ((m = /QKLAB:second-up token=(\S+) marker=(\S+) cmdline=(.*)$/.exec(x))) {
+    } else if ((m = /QKLAB:second-up token=(\S+) marker=(\S+)(?: payload=(\S+))? cmdline=(.*)$/.exec(x))) {
       marks.secondUp = l.t;
-      second = { token: m[1], marker: m[2], cmdline: m[3] };
+      second = { token: m[1]!, marker: m[2]!, ...(m[3] !== undefined ? { payload: m[3] } : {}), cmdline: m[4]! };
     }
   });
 
@@ -411,6 +421,7 @@ export function analyse(s: Scenario, lines: { t: number; text: string }[], token
     else {
       if (second.token !== 'ok') failures.push(`second kernel: ${TOKEN_PARAM}=${token} missing from /proc/cmdline: ${second.cmdline}`);
       if (second.marker !== 'ok') failures.push('second kernel: /qklab-marker missing or wrong (not the initramfs that was loaded?)');
+      if (second.payload === 'bad') failures.push('second kernel: the padding\'s sha256 does not match: the payload changed between load and boot');
     }
   }
 

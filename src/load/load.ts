@@ -6,9 +6,10 @@
  *
  * A load that fails leaves the kernel's state as it was: kexec_load and
  * kexec_file_load only replace the loaded image once the new one is
- * complete. The one exception is the patched kernel's quick path, which
- * must unload a previous quick image before writing over it; the report
- * says so beforehand, and after a failure says what is loaded now.
+ * complete, and the patched kernel never writes a quick image over the
+ * quick image loaded now (one that would overlap it loads the standard
+ * way). So a reload plans around the loaded image's segments, when this
+ * qkexec placed them, and goes in place if the region has room for both.
  */
 import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -24,7 +25,9 @@ import { buildClassic, planOnly, type ArchInputs, type ClassicLoad, type Payload
 import { composeCmdline, type CmdlineOptions } from './cmdline.ts';
 import { checkPreconditions, firstFailure, payloadSizeCheck, privilegesCheck, syscallOrder, type Check, type KexecSyscall, type SyscallChoice } from './preconditions.ts';
 import { factsOf, readE820, readRsdp, readSnapshot, type Snapshot } from './snapshot.ts';
-import { DEFAULT_STATE_FILE, stateFromPlan, writeState } from './statefile.ts';
+import { DEFAULT_STATE_FILE, readState, stateFromPlan, writeState, type LoadedState } from './statefile.ts';
+import { withLoadedQuickImage } from '../memory/map.ts';
+import type { Range } from '../memory/range.ts';
 
 export interface LoadOptions extends CmdlineOptions, PlanOptions {
   kernel: string;
@@ -85,6 +88,12 @@ function readInitrd(file: string, wantBytes: boolean, maxBytes?: bigint): { file
   }
 }
 
+/** Where the quick image loaded now sits, when qkexec placed it (kexec_load in this boot). */
+export function loadedQuickSegments(st: LoadedState | undefined): Range[] {
+  if (st === undefined || st.strategy !== 'quick' || st.planInformative) return [];
+  return st.segments.map((s) => ({ start: BigInt(s.mem), end: BigInt(s.mem) + BigInt(s.memsz) }));
+}
+
 export function runningCmdline(snap: Snapshot): string {
   if (snap.cmdline === undefined) {
     throw new QkexecError('ENOENT', '--reuse-cmdline: /proc/cmdline does not exist', { remedy: 'mount /proc, or give the command line with --command-line' });
@@ -106,7 +115,7 @@ function segmentInfo(c: ClassicLoad) {
 /** One line on what is loaded after a failed load, appended to the error. */
 function stateAfterFailure(before: boolean | undefined, after: boolean | undefined): string {
   if (before && after) return 'the kernel loaded before is still loaded';
-  if (before && !after) return 'the kernel loaded before is no longer loaded (the quick path unloads it before writing in place)';
+  if (before && !after) return 'the kernel loaded before is no longer loaded';
   if (!before && after) return 'a kernel is loaded now (loaded by another process?)';
   return 'no kernel is loaded';
 }
@@ -154,6 +163,8 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
   const calls = o.calls ?? KERNEL;
   const kernel = probeFile(o.kernel);
   const snap = readSnapshot(o.sys);
+  const loadedState = snap.kexecLoaded ? readState(o.stateFile ?? DEFAULT_STATE_FILE, o.sys.bootId()) : undefined;
+  const memory = withLoadedQuickImage(snap.memory, loadedQuickSegments(loadedState));
   const cmdline = composeCmdline(o, () => runningCmdline(snap));
   let syscalls = syscallOrder(o.syscall, snap.lockdown);
   if (o.syscall === 'auto' && syscalls.length === 1) notice(`lockdown (${snap.lockdown}) forbids kexec_load: using kexec_file_load only`);
@@ -171,7 +182,7 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
     // Too big a payload is refused by its own check; the initramfs was not read.
     if (syscalls.includes('kexec_load') && !payloadSizeCheck(sizes, snap.memTotal)?.error) {
       try {
-        classic = buildClassic(payload, snap.memory, o, inputs);
+        classic = buildClassic(payload, memory, o, inputs);
         plan = classic.plan;
       } catch (e) {
         // Under auto, a kexec_load that cannot be built only loses the fallback.
@@ -180,7 +191,7 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
         syscalls = syscalls.filter((s) => s !== 'kexec_load');
       }
     }
-    plan ??= planOnly(payload, snap.memory, o, inputs);
+    plan ??= planOnly(payload, memory, o, inputs);
     if (classicError) notice(`kexec_load fallback unavailable: ${classicError.message}`);
   } catch (e) {
     if (!(e instanceof QkexecError)) throw e;
@@ -230,11 +241,7 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
   try {
     const before = o.sys.kexecLoaded();
     report.previouslyLoaded = before;
-    if (before && plan?.strategy === 'quick') {
-      notice('a kernel is already loaded: the quick path unloads it before writing the new one in place');
-    } else if (before) {
-      notice('a kernel is already loaded: it is replaced once the new one is loaded (and stays if this load fails)');
-    }
+    if (before) notice('a kernel is already loaded: it is replaced once the new one is loaded (and stays if this load fails)');
 
     const facts = factsOf(snap);
     for (const [i, sc] of syscalls.entries()) {

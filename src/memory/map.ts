@@ -23,6 +23,18 @@ export interface MemoryMap {
 export const IOMEM_SYSTEM_RAM = 'System RAM';
 export const IOMEM_QUICK_KEXEC = 'Quick kexec';
 export const IOMEM_CRASH_KERNEL = 'Crash kernel';
+/**
+ * Not a /proc/iomem name: the segments of the quick image loaded now, which
+ * the kernel series never writes over (a new image that would overlap them
+ * loads the standard way), added as reservations so plans avoid them.
+ */
+export const LOADED_QUICK_IMAGE = 'loaded quick image';
+
+/** `memory` with the loaded quick image's segments reserved, so that a reload plans around them. */
+export function withLoadedQuickImage(memory: MemoryMap, segments: readonly Range[]): MemoryMap {
+  if (segments.length === 0) return memory;
+  return { ...memory, reserved: [...memory.reserved, ...segments.map((range) => ({ range, name: LOADED_QUICK_IMAGE }))] };
+}
 
 export function memoryMapFromIomem(res: readonly IomemResource[]): MemoryMap {
   const ramNodes = res.filter((r) => r.name === IOMEM_SYSTEM_RAM);

@@ -14,12 +14,12 @@
 import { PlanError } from '../errors.ts';
 import type { Arch } from '../image/types.ts';
 import type { MemoryMap } from '../memory/map.ts';
-import { IOMEM_QUICK_KEXEC } from '../memory/map.ts';
+import { IOMEM_QUICK_KEXEC, LOADED_QUICK_IMAGE } from '../memory/map.ts';
 import { size, type Range } from '../memory/range.ts';
 import { formatRange, formatSize, intersect, normalize, overlaps, subtract } from '../memory/ranges.ts';
 import { isFixed, placeAll, shapeOf, type Shape } from './place.ts';
 import { X86_LOW_MEMORY_END } from './requests.ts';
-import { quickkexecParam, reserveSize } from './reserve.ts';
+import { quickkexecParam, reloadReserveSize, reserveSize } from './reserve.ts';
 import type { KexecPlan, PlannedSegment, SegmentRequest, Strategy } from './types.ts';
 
 export interface PlanInput {
@@ -82,6 +82,16 @@ function tryQuick(input: PlanInput, shapes: Shape[]): QuickAttempt {
   const param = quickkexecParam(needed);
   if (needed > size(quick)) {
     return { ok: false, reason: `${region} too small by ${needed - size(quick)} bytes`, remedy: `boot with ${param}` };
+  }
+  const loaded = input.memory.reserved.filter((r) => r.name === LOADED_QUICK_IMAGE && overlaps(r.range, quick));
+  if (loaded.length > 0) {
+    // The kernel keeps the loaded image intact until the new one is
+    // complete, so a reload goes in place only beside it.
+    return {
+      ok: false,
+      reason: `the quick image loaded now leaves no room for this payload in the ${region}`,
+      remedy: `boot with ${quickkexecParam(reloadReserveSize(input.requests))} for reloads in place, or unload first (qkexec unload)`,
+    };
   }
   // Big enough, yet the payload does not go in: an address window the
   // region is outside of (fixed ELF addresses, x86's below-4 GiB data), an

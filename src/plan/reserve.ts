@@ -52,6 +52,15 @@ export function reserveSize(requests: readonly SegmentRequest[]): bigint {
   return hi;
 }
 
+/**
+ * The region that also takes a reload in place: the kernel series never
+ * writes a new quick image over the loaded one, so a reload of the same
+ * payload needs room for both side by side.
+ */
+export function reloadReserveSize(requests: readonly SegmentRequest[]): bigint {
+  return reserveSize([...requests, ...requests]);
+}
+
 /** The kernel command line parameter reserving `size` bytes, e.g. "quickkexec=96M". */
 export function quickkexecParam(size: bigint): string {
   if (size > 0n && size % GiB === 0n) return `quickkexec=${size / GiB}G`;

@@ -4,6 +4,7 @@
  * what qkexec believes it asked for. Each format is the series' printk
  * format, behind its pr_fmt ("kexec: " in kexec_quick.c, "kexec_file: " in
  * kexec_file.c), after an optional printk timestamp as dmesg prints it.
+ * The lab-only debugfs interface (kernel/lab) logs "kexec: lab: …".
  *
  * A line that starts like one of these but does not match it exactly is
  * kept as 'other', so a changed format fails the assertions that look for
@@ -22,14 +23,22 @@ export type KexecEvent =
   /** kexec_quick.c, at boot: `quickkexec reserved: 0x%016llx - 0x%016llx (%llu MB)%s`. */
   | { kind: 'reserved'; range: PhysRange; mb: number; cma: boolean }
   /** kexec_quick.c (kimage_report_load), after every reboot image load. */
-  | { kind: 'quick'; segments: number; bytesToRelocate: number }
+  | { kind: 'quick'; segments: number; bytesToRelocate: number; protection?: 'unmapped' | 'not write-protected' }
   | { kind: 'standard'; segments: number; bytesToRelocate: number }
-  /** kexec_quick.c (kimage_quick_prepare): a quick load over a loaded quick image. */
-  | { kind: 'unloading-quick' }
-  /** kexec_file.c (kexec_quick_fallback): `no room for a %lu byte buffer in %pR, …`. */
+  /** kexec_quick.c (kimage_quick_check): an in-place load would overlap the loaded quick image. */
+  | { kind: 'overlaps-loaded' }
+  /** kexec_quick.c (kexec_quick_locate): `no room for a %lu byte buffer in %pR, …`. */
   | { kind: 'no-room'; bytes: number; region: PhysRange }
   /** kexec_file.c (kexec_image_load): the loader failed after a fallback and runs again. */
   | { kind: 'placing-again' }
+  /** kexec_file.c (kexec_calculate_store_digests): the purgatory checks no sha256 for a protected quick image. */
+  | { kind: 'no-digest' }
+  /** kexec_quick.c (kexec_quick_begin): the CMA-backed region could not be taken back. */
+  | { kind: 'cma-busy'; region: PhysRange }
+  /** kexec_quick.c (kimage_quick_unmap): `cannot unmap the quick image from the direct map: %d`. */
+  | { kind: 'unmap-failed'; error: number }
+  /** The lab's debugfs poke (kernel/lab): `lab: poke at %pa+0x%llx refused|written`. */
+  | { kind: 'poke'; written: boolean }
   | { kind: 'other' };
 
 /** One parsed line; `text` is the line as the kernel printed it, without the timestamp. */
@@ -38,6 +47,13 @@ export type KexecLine = KexecEvent & { text: string };
 const TIMESTAMP = String.raw`(?:\[\s*\d+\.\d+\]\s*)?`;
 const NUM = String.raw`(\d+)`;
 const HEX = String.raw`0x([0-9a-f]+)`;
+/** %pR of a memory resource: "[mem 0x7ae00000-0x7edfffff]", flags possibly before the "]". */
+const PR_MEM = String.raw`\[mem ${HEX}-${HEX}[^\]]*\]`;
+
+/** The range %pR printed in groups i and i+1; its inclusive end becomes exclusive. */
+function prRange(m: RegExpExecArray, i: number): PhysRange {
+  return { start: BigInt(`0x${m[i]}`), end: BigInt(`0x${m[i + 1]}`) + 1n };
+}
 
 const FORMATS: { re: RegExp; parse: (m: RegExpExecArray) => KexecEvent }[] = [
   {
@@ -46,17 +62,33 @@ const FORMATS: { re: RegExp; parse: (m: RegExpExecArray) => KexecEvent }[] = [
     parse: (m) => ({ kind: 'reserved', range: { start: BigInt(`0x${m[1]}`), end: BigInt(`0x${m[2]}`) }, mb: Number(m[3]), cma: m[4] !== undefined }),
   },
   {
-    re: /^kexec: unloading the loaded quick image before loading a new one in place$/,
-    parse: () => ({ kind: 'unloading-quick' }),
+    re: /^kexec: the image overlaps the loaded quick image, loading it the standard way$/,
+    parse: () => ({ kind: 'overlaps-loaded' }),
   },
   {
     // %pR: "[mem 0x7ae00000-0x7edfffff]", possibly with flags before the "]".
-    re: new RegExp(`^kexec_file: no room for a ${NUM} byte buffer in \\[mem ${HEX}-${HEX}[^\\]]*\\], loading the standard way$`),
-    parse: (m) => ({ kind: 'no-room', bytes: Number(m[1]), region: { start: BigInt(`0x${m[2]}`), end: BigInt(`0x${m[3]}`) + 1n } }),
+    re: new RegExp(`^kexec: no room for a ${NUM} byte buffer in ${PR_MEM}, loading the standard way$`),
+    parse: (m) => ({ kind: 'no-room', bytes: Number(m[1]), region: prRange(m, 2) }),
   },
   {
     re: /^kexec_file: placing the image again without the quick kexec region$/,
     parse: () => ({ kind: 'placing-again' }),
+  },
+  {
+    re: /^kexec_file: no purgatory digest for the quick image: it stays unmapped until exec$/,
+    parse: () => ({ kind: 'no-digest' }),
+  },
+  {
+    re: new RegExp(`^kexec: cannot take ${PR_MEM} back from CMA, loading the standard way$`),
+    parse: (m) => ({ kind: 'cma-busy', region: prRange(m, 1) }),
+  },
+  {
+    re: /^kexec: cannot unmap the quick image from the direct map: (-?\d+)$/,
+    parse: (m) => ({ kind: 'unmap-failed', error: Number(m[1]) }),
+  },
+  {
+    re: /^kexec: lab: poke at 0x[0-9a-f]+\+0x[0-9a-f]+ (refused|written)$/,
+    parse: (m) => ({ kind: 'poke', written: m[1] === 'written' }),
   },
 ];
 
@@ -69,7 +101,10 @@ export function parseKexecLine(text: string): KexecLine | undefined {
   const body = k[1]!;
   // The load line's format is the lab's (scenario.ts), shared with the benchmark.
   const path = parseKexecPathLine(body);
-  if (path !== undefined) return { kind: path.strategy, segments: path.segments, bytesToRelocate: path.bytesToRelocate, text: body };
+  if (path?.strategy === 'quick') {
+    return { kind: 'quick', segments: path.segments, bytesToRelocate: path.bytesToRelocate, ...(path.protection ? { protection: path.protection } : {}), text: body };
+  }
+  if (path !== undefined) return { kind: 'standard', segments: path.segments, bytesToRelocate: path.bytesToRelocate, text: body };
   for (const f of FORMATS) {
     const m = f.re.exec(body);
     if (m) return { ...f.parse(m), text: body };

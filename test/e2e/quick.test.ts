@@ -1,16 +1,21 @@
 /**
- * Issue 3's proof: on x86_64 and arm64 the kernel built from the quick
- * kexec series (kernel/build) boots with quickkexec=SIZE, SIZE being what
+ * The quick kexec series, proven in guests: on x86_64 and arm64 the kernel
+ * built from it (kernel/build) boots with quickkexec=SIZE, SIZE being what
  * `qkexec plan --reserve` says for the payload, and in one guest per arch:
  *
  *  - /proc/iomem shows "Quick kexec" under System RAM, where the boot log
  *    says it was reserved, and `qkexec status` reports that region;
  *  - `qkexec load --syscall classic` (strategy auto) plans quick, and the
  *    kernel says "quick path: N segments loaded in place, 0 bytes to
- *    relocate" with N = the segments qkexec planned;
- *  - `qkexec load --syscall file` over it: the kernel places the buffers in
- *    the region itself, unloads the quick image first ("unloading the
- *    loaded quick image …", and qkexec says so beforehand), quick path;
+ *    relocate, unmapped until exec" with N = the segments qkexec planned;
+ *    the lab's debugfs interface (kernel/lab) shows every segment out of
+ *    the direct map, and a write through it at the first segment is
+ *    refused;
+ *  - `qkexec load --syscall file` over it: the kernel never writes a new
+ *    image over the loaded quick one, and the region (sized for one
+ *    payload) has no room beside it, so the new image loads the standard
+ *    way ("no room …"), as qkexec's own plan says beforehand; the old
+ *    image's pages are mapped again (the same write now goes through);
  *  - a payload larger than the region (an initramfs padded to the region's
  *    size plus 1 MiB): qkexec falls back to standard, "too small by N
  *    bytes" with N = what `plan --reserve` needs for it minus the region,
@@ -21,15 +26,20 @@
  *    comes up with the token on its command line and the marker of its
  *    initramfs.
  *
+ * A short second guest per arch loads the good payload quick with the
+ * other syscall, then a reload that fails inside the kernel after its
+ * segments were accepted (kexec_load with an unreadable user buffer,
+ * called directly): /sys/kernel/kexec_loaded stays 1, and the exec boots
+ * the first image, intact.
+ *
  * Every kernel line is read from dmesg right after the command that caused
  * it (`dmesg -c`), so each is attributed to its command, and parsed
  * exactly (kexec-log.ts): a "quick" run whose line says standard fails.
  *
  * The long guest boots an image loaded with kexec_load on x86_64 and with
  * kexec_file_load on arm64 (where the kernel, not qkexec, placed the
- * in-place image and its device tree); a short second guest per arch
- * loads the same payload with the other syscall and boots it, so each
- * arch boots a quick image of each syscall.
+ * in-place image and its device tree); the short one the other syscall's,
+ * so each arch boots a quick image of each syscall.
  *
  * quickkexec= is exactly what `qkexec plan --reserve` answers on the host
  * for this payload, with no margin: the test proves that the answer is
@@ -37,29 +47,22 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { ensurePatchedKernel, type Arch } from '../../src/lab/assets.ts';
-import { ensureBundle } from '../../src/lab/bundle.ts';
-import { run, shQuote } from '../../src/lab/host.ts';
-import { buildSecondStage, I2, K2, QKEXEC_DIR } from '../../src/lab/initramfs.ts';
-import { lineReporter } from '../../src/lab/progress.ts';
-import { secondAppend, type Scenario, type ScenarioResult, type Step } from '../../src/lab/scenario.ts';
+import { type Arch } from '../../src/lab/assets.ts';
+import { shQuote } from '../../src/lab/host.ts';
+import { I2, K2, QKEXEC_DIR } from '../../src/lab/initramfs.ts';
+import { type ScenarioResult, type Step } from '../../src/lab/scenario.ts';
 import { parseIomem, walkIomem } from '../../src/memory/iomem.ts';
 import { IOMEM_QUICK_KEXEC, IOMEM_SYSTEM_RAM } from '../../src/memory/map.ts';
 import { MiB } from '../../src/memory/range.ts';
 import { formatRange } from '../../src/memory/ranges.ts';
-import { assertSecondUp, assetsFor, runOk } from './guest.ts';
-import { parseKexecLines, type KexecLine } from './kexec-log.ts';
+import { assertSecondUp, runOk } from './guest.ts';
+import {
+  esc, GUEST_MB, HELPERS, kernelLines, pathLine, planRows, planSummary, poke, Q, setup, show, succeeded, tagged,
+} from './quick-guest.ts';
 
-const Q = `node ${QKEXEC_DIR}/qkexec.mjs`;
 const BIG = '/tmp/i2-big';
 /** How far the big initramfs overshoots the region. */
 const BIG_EXTRA = 1n * MiB;
-const GUEST_MB = 1024;
 
 type Syscall = 'classic' | 'file';
 /**
@@ -68,59 +71,39 @@ type Syscall = 'classic' | 'file';
  */
 const EXEC_SYSCALLS: Record<Arch, [Syscall, Syscall]> = { x86_64: ['classic', 'file'], arm64: ['file', 'classic'] };
 
-/** A description of the guest for `qkexec plan` on the host: its RAM (and arm64's device tree). */
-async function guestFixture(arch: Arch, work: string): Promise<string[]> {
-  const iomem = join(work, 'iomem');
-  const top = (GUEST_MB * Number(MiB)).toString(16);
-  if (arch === 'x86_64') {
-    // QEMU's pc machine: low memory below the VGA hole, the rest from 1 MiB.
-    await writeFile(iomem, `00001000-0009fbff : ${IOMEM_SYSTEM_RAM}\n00100000-${(BigInt(`0x${top}`) - 0x20001n).toString(16)} : ${IOMEM_SYSTEM_RAM}\n`);
-    return ['--iomem', iomem];
-  }
-  await writeFile(iomem, `40000000-${(0x40000000n + BigInt(`0x${top}`) - 1n).toString(16)} : ${IOMEM_SYSTEM_RAM}\n`);
-  const dtb = join(work, 'virt.dtb');
-  await run('qemu-system-aarch64', ['-M', `virt,dumpdtb=${dtb}`, '-cpu', 'cortex-a57', '-m', String(GUEST_MB), '-smp', '1', '-nographic'], { allowFail: true });
-  if (!existsSync(dtb)) throw new Error('qemu-system-aarch64 -M virt,dumpdtb=… wrote no device tree');
-  return ['--iomem', iomem, '--fdt', dtb];
-}
+/** Sets qk_off to the offset of the loaded image's first segment in the region (from the debugfs state). */
+const FIRST_SEGMENT_OFFSET = [
+  "qk_start=$(sed -n 's/^region: \\(0x[0-9a-f]*\\)-.*/\\1/p' $QKD/state)",
+  "qk_mem=$(sed -n 's/^segment 0: mem=\\(0x[0-9a-f]*\\) .*/\\1/p' $QKD/state)",
+  'qk_off=$(( qk_mem - qk_start ))',
+  'echo "QKLAB:offset $qk_off"',
+].join('\n');
 
 /**
- * `qkexec plan --reserve` on the host, with the bundle the guest runs, for
- * the payload the guest will load: the patched kernel and a second stage
- * built like the scenario's (same token and marker lengths, so the same
- * size), with a command line as long as the scenario's.
+ * A reload that fails inside the kernel after its segments were accepted:
+ * kexec_load with two segments covering the whole region, the second one's
+ * user buffer unreadable. Called through the syscall directly (koffi, from
+ * the bundle), since no loader builds such a thing on purpose.
  */
-async function reserveFor(arch: Arch, kernel: string, bundle: string): Promise<bigint> {
-  const work = await mkdtemp(join(tmpdir(), 'qk-reserve-'));
-  try {
-    const assets = await assetsFor(arch);
-    const token = randomBytes(8).toString('hex');
-    const i2 = await buildSecondStage({ busybox: assets.busybox, token, marker: `qklab-marker-${token}`, out: join(work, 'i2') });
-    const append = secondAppend({ arch } as Scenario, token);
-    const r = await run(process.execPath, [
-      join(bundle, 'qkexec.mjs'), 'plan', '--reserve', '--json', '--kernel', kernel, '--initrd', i2.path, '--append', append,
-      ...(await guestFixture(arch, work)),
-    ]);
-    return BigInt((JSON.parse(r.stdout) as { size: string }).size);
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
-}
-
-/** Shell helpers: commands' output and the kernel lines they caused, as QKLAB lines. */
-const HELPERS = `
-qk_tag() { while IFS= read -r l; do echo "QKLAB:$1 $l"; done; }
-qk_dmesg() { dmesg -c | grep kexec | qk_tag "dmesg name=$1"; }
-# qk_run NAME CMD...: CMD's output, its exit status and kexec_loaded after it, then the kernel's kexec lines since the last call.
-qk_run() {
-  name=$1; shift
-  "$@" >/tmp/qk-out 2>&1; rc=$?
-  qk_tag "out name=$name" </tmp/qk-out
-  echo "QKLAB:rc name=$name rc=$rc loaded=$(cat /sys/kernel/kexec_loaded)"
-  qk_dmesg "$name"
-}
-qk_tag iomem </proc/iomem
-qk_dmesg boot
+const BAD_RELOAD_JS = `
+import { createRequire } from 'node:module';
+const koffi = createRequire('${QKEXEC_DIR}/qkexec.mjs')('koffi');
+const syscall = koffi.load('libc.so.6').func('long syscall(long number, ...)');
+const [nr, arch] = process.arch === 'x64' ? [246, 62 << 16] : [104, 183 << 16];
+const start = BigInt(process.argv[2]);
+const half = (BigInt(process.argv[3]) / 2n) & ~0xfffn;
+const good = Buffer.alloc(4096, 0xaa);
+const segs = Buffer.alloc(64);
+segs.writeBigUInt64LE(BigInt(koffi.address(good)), 0);
+segs.writeBigUInt64LE(4096n, 8);
+segs.writeBigUInt64LE(start, 16);
+segs.writeBigUInt64LE(half, 24);
+segs.writeBigUInt64LE(0x1000n, 32); // nothing is mapped there: copy_from_user fails
+segs.writeBigUInt64LE(4096n, 40);
+segs.writeBigUInt64LE(start + half, 48);
+segs.writeBigUInt64LE(half, 56);
+const ret = syscall(nr, 'unsigned long', start, 'unsigned long', 2n, 'void *', segs, 'unsigned long', BigInt(arch));
+console.log(Number(ret) === -1 ? 'errno=' + koffi.errno() : 'loaded');
 `;
 
 function load(name: string, syscall: 'classic' | 'file', initrd: string): Step {
@@ -136,8 +119,12 @@ function fullSteps(execSyscall: Syscall): Step[] {
     status('status-empty'),
     load('classic', 'classic', I2),
     status('status-classic'),
+    // Out of the direct map while loaded: a write through it is refused.
+    { kind: 'shell', script: ['qk_state classic', FIRST_SEGMENT_OFFSET, 'qk_poke poke-loaded $qk_off'].join('\n') },
     load('file', 'file', I2),
     status('status-file'),
+    // The quick image was replaced (by a standard one: no room beside it): its pages are back.
+    { kind: 'shell', script: ['qk_state file', 'qk_poke poke-replaced $qk_off'].join('\n') },
     {
       kind: 'shell',
       // An initramfs BIG_EXTRA larger than the region (sparse: zeros after the real archive).
@@ -163,82 +150,25 @@ function bootSteps(syscall: Syscall): Step[] {
   ];
 }
 
-/** The rest of each "QKLAB:<tag> <rest>" line. */
-function tagged(r: ScenarioResult, tag: string): string[] {
-  const re = new RegExp(`QKLAB:${tag} (.*)$`);
-  return r.log.flatMap((l) => {
-    const m = re.exec(l);
-    return m ? [m[1]!] : [];
-  });
-}
-
-/** The kernel's kexec lines logged while step `name` ran (qk_dmesg). */
-function kernelLines(r: ScenarioResult, name: string): KexecLine[] {
-  return parseKexecLines(tagged(r, `dmesg name=${name}`));
-}
-
-function show(lines: readonly KexecLine[]): string {
-  return lines.map((l) => l.text).join('\n') || '(nothing)';
-}
-
-interface Command {
-  name: string;
-  out: string;
-  kernel: KexecLine[];
-}
-
-/** A qk_run command that exited 0 and left /sys/kernel/kexec_loaded at `loaded`. */
-function succeeded(r: ScenarioResult, name: string, loaded: 0 | 1): Command {
-  const status = tagged(r, 'rc').map((l) => /^name=(\S+) rc=(\d+) loaded=(\d)$/.exec(l)).find((m) => m?.[1] === name);
-  assert.ok(status, `${name} ran (QKLAB:rc name=${name})`);
-  const out = tagged(r, `out name=${name}`).join('\n');
-  assert.equal(Number(status[2]), 0, `${name}: exit status 0; output:\n${out}`);
-  assert.equal(Number(status[3]), loaded, `${name}: /sys/kernel/kexec_loaded after it`);
-  return { name, out, kernel: kernelLines(r, name) };
-}
-
-type PathLine = Extract<KexecLine, { kind: 'quick' | 'standard' }>;
-
-/** The one load line among `lines`, which must say `kind`. */
-function pathLine(what: string, lines: readonly KexecLine[], kind: PathLine['kind']): PathLine {
-  const paths = lines.filter((l): l is PathLine => l.kind === 'quick' || l.kind === 'standard');
-  assert.equal(paths.length, 1, `${what}: exactly one "kexec: quick/standard path" line; the kernel said:\n${show(lines)}`);
-  const l = paths[0]!;
-  assert.equal(l.kind, kind, `${what}: the kernel took the ${l.kind} path, expected ${kind}:\n${show(lines)}`);
-  if (kind === 'quick') assert.equal(l.bytesToRelocate, 0, l.text);
-  return l;
-}
-
-/** Rows of the plan table qkexec --verbose prints: one per segment. */
-function planRows(out: string): string[] {
-  return out.split('\n').filter((l) => /^(kernel|initrd|purgatory|boot_params|dtb)\s+0x[0-9a-f]+\s+0x[0-9a-f]+\s/.test(l));
-}
-
-function planSummary(out: string): string {
-  const s = out.split('\n').find((l) => l.startsWith('strategy '));
-  assert.ok(s, `qkexec printed its plan's summary line:\n${out}`);
-  return s;
-}
-
-function esc(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
-const reservations = new Map<Arch, Promise<bigint>>();
-
-/** The patched kernel, the bundle and quickkexec='s size for `arch`, once per arch. */
-async function setup(arch: Arch): Promise<{ kernel: string; bundle: string; reserve: bigint }> {
-  // Per arch, so that running one arch's tests does not build the other's kernel.
-  const kernel = await ensurePatchedKernel(arch, { reporter: lineReporter() });
-  const bundle = await ensureBundle(arch);
-  await assetsFor(arch);
-  let reserve = reservations.get(arch);
-  if (reserve === undefined) {
-    reserve = reserveFor(arch, kernel, bundle);
-    reservations.set(arch, reserve);
-    process.stderr.write(`[quick ${arch}] qkexec plan --reserve: quickkexec=${(await reserve) / MiB}M\n`);
-  }
-  return { kernel, bundle, reserve: await reserve };
+/**
+ * The good payload, then a reload that fails inside the kernel; the exec
+ * must boot the first one (its token and marker), intact.
+ */
+function failedReloadSteps(syscall: Syscall): Step[] {
+  return [
+    { kind: 'load', name: 'main', loader: `qkexec-${syscall}` },
+    {
+      kind: 'shell',
+      script: [
+        'qk_dmesg main',
+        `cat >/tmp/bad-reload.mjs <<'QKEOF'${BAD_RELOAD_JS}QKEOF`,
+        "set -- $(sed -n 's/^ *\\([0-9a-f]*\\)-\\([0-9a-f]*\\) : Quick kexec$/\\1 \\2/p' /proc/iomem)",
+        'qk_run bad-reload node /tmp/bad-reload.mjs 0x$1 $(( 0x$2 - 0x$1 + 1 ))',
+        'qk_state after-bad-reload',
+      ].join('\n'),
+    },
+    { kind: 'exec', loader: `qkexec-${syscall}` },
+  ];
 }
 
 async function boot(arch: Arch, name: string, execSyscall: Syscall, steps: Step[]): Promise<{ r: ScenarioResult; reserve: bigint }> {
@@ -295,18 +225,32 @@ describe('quick kexec: the patched kernel loads in place, falls back, and boots'
       assert.match(planSummary(classic.out), /^strategy quick: payload fits the Quick kexec region; .*; bytesToRelocate 0 \(0 bytes\);/);
       const classicLine = pathLine('classic', classic.kernel, 'quick');
       assert.equal(classicLine.segments, planRows(classic.out).length, `the kernel loaded the segments qkexec planned:\n${classic.out}`);
-      assert.deepEqual(classic.kernel.map((l) => l.kind), ['quick'], 'nothing was loaded before: nothing to unload');
+      assert.equal(classicLine.kind === 'quick' && classicLine.protection, 'unmapped', `the kernel took the loaded image out of its direct map: ${classicLine.text}`);
+      assert.deepEqual(classic.kernel.map((l) => l.kind), ['quick'], 'nothing was loaded before');
       const stClassic = succeeded(r, 'status-classic', 1).out;
       assert.match(stClassic, new RegExp(`^Quick kexec region: +${regionRe}, [\\d.]+ MiB used by the loaded kernel$`, 'm'), stClassic);
 
-      // kexec_file_load over it: the kernel unloads the quick image, then places the new one in the region.
+      // The loaded image, as the kernel sees it: quick, every segment out of the direct map; a write through it is refused.
+      const stateClassic = tagged(r, 'state name=classic').join('\n');
+      assert.match(stateClassic, new RegExp(`^loaded: quick unmapped=1 segments=${classicLine.segments}$`, 'm'), stateClassic);
+      const segmentLines = stateClassic.split('\n').filter((l) => l.startsWith('segment '));
+      assert.equal(segmentLines.length, classicLine.segments, stateClassic);
+      for (const l of segmentLines) assert.match(l, / mapped=0$/, `every segment is out of the direct map:\n${stateClassic}`);
+      assert.deepEqual(poke(r, 'poke-loaded'), { rc: 1, written: false }, 'a write into the loaded quick image is refused');
+
+      // kexec_file_load over it: the kernel never writes over the loaded quick image; the region,
+      // sized for one payload, has no room beside it, so the new image goes the standard way.
       const file = succeeded(r, 'file', 1);
-      assert.match(file.out, /^note: a kernel is already loaded: the quick path unloads it before writing the new one in place$/m, file.out);
-      assert.match(file.out, /^loaded \/boot\/k2 with kexec_file_load \(quick path expected\)$/m, file.out);
-      assert.deepEqual(file.kernel.map((l) => l.kind), ['unloading-quick', 'quick'], show(file.kernel));
-      pathLine('file', file.kernel, 'quick');
+      assert.match(file.out, /^note: a kernel is already loaded: it is replaced once the new one is loaded/m, file.out);
+      assert.match(file.out, /^loaded \/boot\/k2 with kexec_file_load \(standard path expected\)$/m, file.out);
+      assert.match(planSummary(file.out), /^strategy standard: the quick image loaded now leaves no room for this payload in the Quick kexec region /, file.out);
+      const fileKinds = file.kernel.map((l) => l.kind).filter((k) => k !== 'placing-again');
+      assert.deepEqual(fileKinds, ['no-room', 'standard'], show(file.kernel));
       const stFile = succeeded(r, 'status-file', 1).out;
-      assert.match(stFile, new RegExp(`^Quick kexec region: +${regionRe}, use unknown \\(kexec_file_load placed the loaded kernel; quick path expected\\)$`, 'm'), stFile);
+      assert.match(stFile, new RegExp(`^Quick kexec region: +${regionRe}, use unknown \\(kexec_file_load placed the loaded kernel; standard path expected\\)$`, 'm'), stFile);
+      // Replaced: the quick image's pages are back in the direct map, the same write goes through.
+      assert.match(tagged(r, 'state name=file').join('\n'), /^loaded: standard unmapped=0 /m);
+      assert.deepEqual(poke(r, 'poke-replaced'), { rc: 0, written: true }, 'the freed quick image is mapped again');
 
       // Bigger than the region, kexec_load: qkexec plans standard and says by how much the region is too small.
       const bigSize = BigInt(/^size=(\d+)$/.exec(tagged(r, 'big')[0] ?? '')?.[1] ?? '-1');
@@ -341,8 +285,13 @@ describe('quick kexec: the patched kernel loads in place, falls back, and boots'
       }
     });
 
-    test(`${arch}: exec of a ${second} quick image`, async () => {
-      await boot(arch, `quick-${arch}-${second}`, second, [{ kind: 'shell', script: HELPERS }, ...bootSteps(second)]);
+    test(`${arch}: a ${second} quick image survives a reload that fails inside the kernel, and boots`, async () => {
+      const { r } = await boot(arch, `quick-${arch}-${second}`, second, [{ kind: 'shell', script: HELPERS }, ...failedReloadSteps(second)]);
+      const bad = succeeded(r, 'bad-reload', 1);
+      assert.match(bad.out, /^errno=14$/m, `the reload failed with EFAULT:\n${bad.out}`);
+      assert.ok(bad.kernel.some((l) => l.kind === 'overlaps-loaded'), `the kernel did not write over the loaded quick image:\n${show(bad.kernel)}`);
+      assert.match(tagged(r, 'state name=after-bad-reload').join('\n'), /^loaded: quick unmapped=1 /m, 'the quick image is still loaded, still protected');
+      // boot() checked that the image that booted is the first one: its token, marker and payload.
     });
   }
 });

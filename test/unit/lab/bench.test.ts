@@ -136,6 +136,8 @@ test('kernel load line: both paths, after a printk timestamp; anything else is n
     { strategy: 'quick', segments: 4, bytesToRelocate: 0 });
   assert.deepEqual(parseKexecPathLine('kexec: standard path: 5 segments, 33767424 bytes to relocate'),
     { strategy: 'standard', segments: 5, bytesToRelocate: 33767424 });
+  assert.deepEqual(parseKexecPathLine('[ 3.2] kexec: quick path: 5 segments loaded in place, 0 bytes to relocate, unmapped until exec'),
+    { strategy: 'quick', segments: 5, bytesToRelocate: 0, protection: 'unmapped' });
   for (const other of [
     '[    9.4] kexec_core: Starting new kernel',
     'kexec: quickkexec reserved: 0x000000003b200000 - 0x000000003e200000 (48 MB)',

@@ -111,12 +111,36 @@ test('a failed load says what is loaded afterwards, and writes no state', async 
   await assert.rejects(load(opts({ arch: 'x86_64', loaded: 0 }, { syscall: 'file', calls: fakeCalls({ kexecFileLoad: [ERRNO.ENOSYS] }) })), /CONFIG_KEXEC_FILE/);
 });
 
-test('quick path over a loaded kernel says the previous one is replaced in place', async () => {
+test('quick path over a loaded kernel: the previous one stays until the new one is loaded', async () => {
   const notices: string[] = [];
   const r = await load(opts({ arch: 'x86_64', loaded: 1, quick: true }, { syscall: 'classic', calls: fakeCalls({ kexecLoad: [0] }), onNotice: (m) => notices.push(m) }));
   assert.equal(r.plan?.strategy, 'quick');
   assert.equal(r.previouslyLoaded, true);
-  assert.ok(notices.some((n) => /quick path unloads it before writing the new one in place/.test(n)));
+  assert.ok(notices.some((n) => /it is replaced once the new one is loaded \(and stays if this load fails\)/.test(n)), notices.join('\n'));
+});
+
+test('a reload plans around the quick image qkexec loaded, and goes standard when the region has no room for both', async () => {
+  // The kernel series never writes a new quick image over the loaded one.
+  const first = opts({ arch: 'x86_64', loaded: 0, quick: true }, { syscall: 'classic', calls: fakeCalls({ kexecLoad: [0] }) });
+  const a = await load(first);
+  assert.equal(a.plan?.strategy, 'quick');
+  writeFileSync(join(first.sys.overrides.root!, 'sys/kernel/kexec_loaded'), '1\n');
+  const b = await load({ ...first, calls: fakeCalls({ kexecLoad: [0] }) });
+  assert.equal(b.plan?.strategy, 'quick', b.plan?.reason);
+  for (const s of b.plan!.segments) {
+    for (const t of a.plan!.segments) {
+      assert.ok(s.mem + s.memsz <= t.mem || t.mem + t.memsz <= s.mem, `${s.role} of the reload overlaps ${t.role} of the loaded image`);
+    }
+  }
+
+  // A payload of more than half the 64 MiB region: no room beside the loaded one.
+  const big = join(files, 'initrd-40m');
+  writeFileSync(big, new Uint8Array(40 << 20));
+  const c = await load({ ...first, initrd: big, calls: fakeCalls({ kexecLoad: [0] }) });
+  assert.equal(c.plan?.strategy, 'quick', 'alone it fits');
+  const d = await load({ ...first, initrd: big, calls: fakeCalls({ kexecLoad: [0] }) });
+  assert.equal(d.plan?.strategy, 'standard');
+  assert.match(d.plan!.reason, /^the quick image loaded now leaves no room for this payload in the Quick kexec region /);
 });
 
 test('bad inputs: missing or empty initramfs, truncated kernel', async () => {

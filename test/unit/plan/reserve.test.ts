@@ -2,10 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { MiB, GiB } from '../../../src/memory/range.ts';
-import type { MemoryMap } from '../../../src/memory/map.ts';
+import { withLoadedQuickImage, type MemoryMap } from '../../../src/memory/map.ts';
 import { makePlan } from '../../../src/plan/plan.ts';
 import { PHYS_LIMIT, segmentRequests } from '../../../src/plan/requests.ts';
-import { quickkexecParam, reserveSize } from '../../../src/plan/reserve.ts';
+import { quickkexecParam, reloadReserveSize, reserveSize } from '../../../src/plan/reserve.ts';
 import type { SegmentRequest } from '../../../src/plan/types.ts';
 import { arm64Image } from './images.ts';
 
@@ -19,6 +19,19 @@ const req = (memsz: bigint, align: bigint, more: Partial<SegmentRequest> = {}): 
   min: 0n,
   max: PHYS_LIMIT,
   ...more,
+});
+
+test('reloadReserveSize: room for the payload twice, side by side (the loaded image is never written over)', () => {
+  const arm64 = segmentRequests(arm64Image(), { initrd: 24n * MiB, dtb: 0x2000n });
+  const one = reserveSize(arm64);
+  const two = reloadReserveSize(arm64);
+  assert.ok(two >= 2n * one - 2n * MiB && two <= 2n * one, `${two} for twice ${one}`);
+  // Both copies really go in, one after the other, whatever 2 MiB aligned base the region gets.
+  const memory: MemoryMap = { ram: [{ start: 0x40000000n, end: 0x40000000n + GiB }], reserved: [], quick: { start: 0x42000000n, end: 0x42000000n + two } };
+  const a = makePlan({ arch: 'arm64', requests: arm64, memory, strategy: 'quick' });
+  const loaded = withLoadedQuickImage(memory, a.segments.map((s) => ({ start: s.mem, end: s.mem + s.memsz })));
+  const b = makePlan({ arch: 'arm64', requests: arm64, memory: loaded, strategy: 'quick' });
+  assert.equal(b.strategy, 'quick');
 });
 
 test('reserveSize: sums footprints with their alignment padding, in 2 MiB steps', () => {
