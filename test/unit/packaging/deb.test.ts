@@ -12,7 +12,7 @@ import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, readlink
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { changelogVersion, DIVERTED_KEXEC, packageVersion, stageDeb } from '../../../packaging/build-deb.ts';
+import { changelogEpoch, changelogVersion, DIVERTED_KEXEC, packageVersion, stageDeb } from '../../../packaging/build-deb.ts';
 import { KEXEC_TOOLS_BINARIES } from '../../../src/cli/compat.ts';
 
 const REPO = new URL('../../../', import.meta.url).pathname;
@@ -87,6 +87,14 @@ test('man page and changelog are gzip -9n; the changelog is at package.json\'s v
   }
   assert.equal(changelogVersion(readFileSync(join(PKG, 'debian/changelog'), 'utf8')), packageVersion());
   assert.throws(() => changelogVersion('kexec-tools (1:2.0.25-3) bookworm; urgency=low'), /does not start with "qkexec/);
+});
+
+test('every file of the package has the changelog\'s time: the same inputs make the same .deb', async () => {
+  const root = await stage();
+  const epoch = changelogEpoch(readFileSync(join(PKG, 'debian/changelog'), 'utf8'));
+  assert.ok(epoch > Date.parse('2025-01-01') / 1000);
+  for (const p of [root, ...files(root)]) assert.equal(Math.floor(lstatSync(p).mtimeMs / 1000), epoch, p);
+  assert.throws(() => changelogEpoch('qkexec (1) unstable; urgency=low\n\n -- someone <a@b>  not a date\n'), /no " -- NAME <EMAIL>  DATE" trailer/);
 });
 
 test('every shell script parses; the maintainer scripts divert both names of /sbin/kexec where the CLI looks for kexec-tools', async () => {
