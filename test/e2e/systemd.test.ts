@@ -31,11 +31,25 @@ import { runSystemdGuest, runToken, type Reboot, type SystemdRun } from '../../s
 
 const CRASH_APPEND = 'root=/dev/vda ro console=ttyS0 irqpoll nr_cpus=1 reset_devices';
 
+/**
+ * With the native kexec, systemd-shutdown's /sbin/kexec -e must not start
+ * node: node is replaced by a program that says it was started and fails,
+ * which would turn the kexec into a reboot through the firmware (the next
+ * boot would then lack the loaded command line). The next boot puts node back.
+ */
+const NODE_TRAP = [
+  'mv /usr/bin/node /usr/bin/node.real',
+  'printf \'#!/bin/sh\\necho "qklab: node was started: $*" >/dev/kmsg\\nexit 1\\n\' >/usr/bin/node',
+  'chmod 755 /usr/bin/node',
+].join('\n');
+const NODE_BACK = '[ -e /usr/bin/node.real ] && mv -f /usr/bin/node.real /usr/bin/node';
+
 describe('systemd guest: systemctl kexec and systemctl reboot with qkexec as /sbin/kexec', { concurrency: 1 }, () => {
   const work = mkdtempSync(join(tmpdir(), 'qkexec-systemd-e2e-'));
   const token = runToken();
   const cmdline = (i: number, extra = '') => `${BASE_CMDLINE} qklab.token=${token}-${i}${extra}`;
   let deb = '';
+  let native = false;
   let image: SystemdImage;
   let r: SystemdRun;
   const reboot = (step: number): Reboot => {
@@ -47,6 +61,7 @@ describe('systemd guest: systemctl kexec and systemctl reboot with qkexec as /sb
   before(async () => {
     const reporter = lineReporter();
     deb = await buildDeb({ arch: 'amd64', outDir: work });
+    native = debKexecCommand(deb).endsWith('/bin/kexec');
     image = await ensureSystemdImage({ deb, reporter });
     const t0 = Date.now();
     r = await runSystemdGuest({
@@ -68,8 +83,9 @@ describe('systemd guest: systemctl kexec and systemctl reboot with qkexec as /sb
               'qk_fact unit "$(systemctl is-enabled qkexec-load.service) $(systemctl is-active qkexec-load.service)"',
               'qk_fact node "$(node --version)"',
             ].join('\n'),
+            beforeReboot: native ? NODE_TRAP : undefined,
           },
-          { method: 'bls', cmdline: cmdline(2) },
+          { method: 'bls', cmdline: cmdline(2), before: NODE_BACK },
           { method: 'kexec-tools-kexec-load', cmdline: cmdline(3) },
           { method: 'qkexec-load-service', cmdline: cmdline(4, ' crashkernel=192M'), loadArgs: ['--syscall', 'classic'] },
         ],
@@ -112,6 +128,14 @@ describe('systemd guest: systemctl kexec and systemctl reboot with qkexec as /sb
     assert.equal(x.loadRc, 0);
     assert.ok(x.out.some((l) => /^loaded \/vmlinuz with kexec_(file_)?load/.test(l)), x.out.join('\n'));
     assert.ok(x.shutdown.some((l) => /systemd-shutdown\[1\]: Rebooting with kexec/.test(l)));
+  });
+
+  test("1. systemd-shutdown's /sbin/kexec -e starts no node (with the bundle's native kexec)", { skip: native ? false : 'the bundle has no native bin/kexec yet: /sbin/kexec -e is the Node CLI' }, () => {
+    const x = reboot(0);
+    assert.doesNotMatch(x.shutdown.join('\n'), /qklab: node was started/);
+    // A node that failed would have made this a firmware reboot: the next boot would lack token 1.
+    assert.ok(x.tStarting !== undefined);
+    assert.ok(` ${r.boots[1]?.cmdline} `.includes(` qklab.token=${token}-1 `));
   });
 
   test('2. a Boot Loader Specification entry: systemctl kexec runs /sbin/kexec --load, which is qkexec', () => {

@@ -113,6 +113,8 @@ export interface PlanStep {
   loadArgs?: string[];
   /** Shell run at the start of the step (after the agent's report). */
   before?: string;
+  /** Shell run after the load, right before the reboot command. */
+  beforeReboot?: string;
 }
 
 export interface Plan {
@@ -190,6 +192,10 @@ function stepBody(n: number, s: PlanStep): string {
         `qk_reboot ${n} ${s.method} systemctl reboot`,
       );
       break;
+  }
+  if (s.beforeReboot) {
+    const i = lines.findIndex((l) => l.startsWith('qk_reboot '));
+    lines.splice(i, 0, s.beforeReboot);
   }
   return `qk_step_${n}() {\n${lines.map((l) => l.replace(/^/gm, '  ')).join('\n')}\n}\n`;
 }
