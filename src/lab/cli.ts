@@ -171,7 +171,10 @@ async function demoPatched(reporter: Reporter): Promise<{ results: ScenarioResul
       return { skipped: e instanceof Error ? e.message.split('\n')[0]! : String(e) };
     }
     const reserve = setup.reserve.get(DEMO_PAYLOAD_MIB)!;
-    const scenarios = specs.map((spec) => scenarioFor(spec, setup.kernel, { reserveBytes: needsRegion(spec.loader) ? reserve : undefined }));
+    // node runs in every guest before the exec, as qkexec's load does: under
+    // TCG a guest that has run node is slower to kexec and boot afterwards,
+    // whatever the loader (bench/2026-11-25-same-history).
+    const scenarios = specs.map((spec) => scenarioFor(spec, setup.kernel, { reserveBytes: needsRegion(spec.loader) ? reserve : undefined, nodeBeforeExec: true }));
     const results = await runMatrix(scenarios, reporter);
     return { results, note: `${setup.kernel.label}; the quick run booted with ${reservationParam(reserve)} (qkexec plan --reserve)` };
   } finally {
@@ -218,8 +221,9 @@ const TABLE_NOTE =
 const DEMO_NOTE =
   '\nexec command: from the guest starting the exec command (qkexec\'s, or kexec-tools\' kexec -e) to the kernel\'s\n' +
   '"Starting new kernel"; exec → first line: from there to the new kernel\'s first console line (relocation,\n' +
-  'purgatory, earliest boot); the downtime is both. Host clock on serial lines, QEMU TCG on a shared host;\n' +
-  'each row is one run. npm run lab -- bench gives medians over repeats.\n';
+  'purgatory, earliest boot); the downtime is both. Every guest ran node before the exec (under TCG that slows\n' +
+  'what follows, for any loader). Host clock on serial lines, QEMU TCG on a shared host; each row is one run;\n' +
+  'npm run lab -- bench gives medians over repeats.\n';
 
 async function runDemo(o: LabOptions, write: (s: string) => void, reporter: Reporter): Promise<number> {
   const patched = await demoPatched(reporter);
