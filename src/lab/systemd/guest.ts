@@ -179,7 +179,7 @@ export async function runSystemdGuest(o: SystemdRunOptions): Promise<SystemdRun>
         // A guest that keeps going after its last line, or loops on a failure, is stopped.
         g.onLine((l) => {
           // Progress, for a run that takes many minutes.
-          const m = /QKLAB:(up step=\d+|reboot .*|fail .*|done.*)$/.exec(l.text);
+          const m = /QKLAB:(up step=\d+|reboot .*|fail .*|done.*)/.exec(l.text);
           if (m) rep.info(`${o.name}: [${(l.t / 1000).toFixed(1)} s] ${m[1]!.replace(/ cmdline=.*/, '')}`);
           if (/QKLAB:(done|fail)|Kernel panic/.test(l.text)) setTimeout(() => g.kill('did not power off after its last line'), 60_000).unref();
         });
