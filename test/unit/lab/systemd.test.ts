@@ -98,7 +98,7 @@ test('toReboot: timings, and the checks a run must pass to count', () => {
   assert.match(ok.kexecPath ?? '', /^quick path/);
   const wrongToken = toReboot(p.reboots[0], p.boots[1], { method: 'qkexec-quick', repeat: 0, token: 't-7' });
   assert.match(wrongToken.error ?? '', /has not qklab\.token=t-7/);
-  const notStandard = toReboot(p.reboots[0], p.boots[1], { method: 'qkexec', repeat: 0, token: 't-1' });
+  const notStandard = toReboot(p.reboots[0], p.boots[1], { method: 'qkexec-classic', repeat: 0, token: 't-1' });
   assert.match(notStandard.error ?? '', /not the standard path/);
   const notFirmware = toReboot(p.reboots[0], p.boots[1], { method: 'firmware', repeat: 0, token: 't-1' });
   assert.match(notFirmware.error ?? '', /a kexec, not a reboot through the firmware/);
@@ -106,11 +106,11 @@ test('toReboot: timings, and the checks a run must pass to count', () => {
 });
 
 test('rebootOrder rotates the methods repeat by repeat; summaries are medians with ratios to kexec-tools -i', () => {
-  const order = rebootOrder(['qkexec', 'kexec-tools-i', 'firmware'], 3);
+  const order = rebootOrder(['qkexec-quick', 'kexec-tools-i', 'firmware'], 3);
   assert.deepEqual(order.map((o) => o.method), [
-    'qkexec', 'kexec-tools-i', 'firmware',
-    'kexec-tools-i', 'firmware', 'qkexec',
-    'firmware', 'qkexec', 'kexec-tools-i',
+    'qkexec-quick', 'kexec-tools-i', 'firmware',
+    'kexec-tools-i', 'firmware', 'qkexec-quick',
+    'firmware', 'qkexec-quick', 'kexec-tools-i',
   ]);
   const r = (method: SystemdReboot['method'], toFirstLineMs: number, toMultiUserMs: number, ok = true): SystemdReboot => ({ method, repeat: 0, ok, toFirstLineMs, toMultiUserMs });
   const rows = summariseSystemd([
