@@ -23,9 +23,11 @@ import { quickkexecParam, reloadReserveSize, reserveSize } from '../plan/reserve
 import { SysReader } from '../sys/state.ts';
 import { buildClassic, planOnly, requestsFor, type Payload, type StrategyOption } from '../load/build.ts';
 import { composeCmdline } from '../load/cmdline.ts';
-import { archInputs, load, runningCmdline, type LoadReport } from '../load/load.ts';
+import { archInputs, load, runningCmdline, x86Platform, type LoadReport } from '../load/load.ts';
 import { execLoaded, formatStatus, status, unload, type StatusReport } from '../load/ops.ts';
-import type { SyscallChoice } from '../load/preconditions.ts';
+import { syscallOrder, type SyscallChoice } from '../load/preconditions.ts';
+import { prepareCodecs } from '../unpack/codec/index.ts';
+import { formatUnpack, settleUnpack, unpackPayload, type UnpackOption } from '../load/unpack.ts';
 import { readSnapshot } from '../load/snapshot.ts';
 import { isNativeArgv, KEXEC_TOOLS_BINARIES, needsKexecTools, translateKexecArgv } from './compat.ts';
 
@@ -83,6 +85,12 @@ interface InputOpts {
   sysroot?: string;
   json?: boolean;
   verbose?: boolean;
+  /** --unpack (true) / --no-unpack (false); unset: auto. */
+  unpack?: boolean;
+}
+
+function unpackOf(o: InputOpts): UnpackOption {
+  return o.unpack === undefined ? 'auto' : o.unpack ? 'on' : 'off';
 }
 
 function sysFrom(o: { sysroot?: string; iomem?: string; memmap?: string; fdt?: string }): SysReader {
@@ -109,6 +117,8 @@ function inputOptions(c: Command): Command {
     .addOption(new Option('--strategy <how>', 'quick = in place in the Quick kexec region, standard = relocate at reboot').choices(['quick', 'standard', 'auto']).default('auto'))
     .option('--mem-min <addr>', 'lowest address for any segment (kexec_load only)')
     .option('--mem-max <addr>', 'highest address for any segment (kexec_load only)')
+    .option('--unpack', 'decompress the kernel (x86_64 bzImage) and every compressed initramfs part at load time, so the next kernel only copies (default: auto, on the quick path when the unpacked payload fits the Quick kexec region)')
+    .option('--no-unpack', 'load the kernel and initramfs as they are')
     .option('--fdt <file>', 'arm64: device tree to start from instead of /sys/firmware/fdt (kexec-tools --dtb)')
     .option('--iomem <file>', 'read this file instead of /proc/iomem (plan, --dry-run)')
     .option('--memmap <dir>', 'read this directory instead of /sys/firmware/memmap (plan, --dry-run)')
@@ -152,6 +162,7 @@ function formatLoadReport(r: LoadReport, verbose: boolean): string {
     lines.push(`kernel   ${r.kernel.file}: ${r.kernel.description}`);
     if (r.initrd) lines.push(`initrd   ${r.initrd.file}: ${r.initrd.size} bytes`);
     lines.push(`cmdline  ${JSON.stringify(r.cmdline)}`);
+    if (r.unpack) lines.push(...formatUnpack(r.unpack));
     lines.push(`syscall  ${r.syscall ?? sc}`);
     lines.push('checks:');
     for (const c of r.checks) lines.push(`  ${c.ok ? 'ok  ' : 'FAIL'}  ${c.name}: ${c.detail}`);
@@ -223,6 +234,7 @@ function program(setExit: (code: number) => void): Command {
         commandLine: o.commandLine,
         reuseCmdline: o.reuseCmdline,
         syscall: oneOf(o.syscall, ['classic', 'file', 'auto'] as const, '--syscall') as SyscallChoice,
+        unpack: unpackOf(o),
         ...planOptsOf(o),
         dryRun: !!o.dryRun,
         sys,
@@ -307,29 +319,42 @@ function program(setExit: (code: number) => void): Command {
       const bytes = readFileOr(o.initrd, 'initramfs');
       initrd = { file: o.initrd, size: BigInt(bytes.length), bytes };
     }
-    const payload: Payload = { kernel, kernelFile: kernelPath(positional, o), initrd, cmdline };
+    const packed: Payload = { kernel, kernelFile: kernelPath(positional, o), initrd, cmdline };
+    if (unpackOf(o) !== 'off') await prepareCodecs();
     const inputs = archInputs(kernel, snap, sys);
+    const opts = planOptsOf(o);
+    const syscalls = syscallOrder(oneOf(o.syscall, ['classic', 'file', 'auto'] as const, '--syscall') as SyscallChoice, snap.lockdown);
+    const context = { strategy: opts.strategy, memory: snap.memory, memTotal: snap.memTotal, syscalls, platform: kernel.arch === 'x86_64' ? x86Platform(sys) : undefined };
     if (o.reserve) {
-      const requests = requestsFor(payload, inputs);
+      // A reservation makes the path quick, where auto unpacks: size it for the unpacked payload unless --no-unpack.
+      const r = unpackPayload(packed, { ...context, option: unpackOf(o) === 'off' ? 'off' : 'on', strategy: 'quick' });
+      const requests = requestsFor(r.unpacked ?? packed, inputs);
       const size = reserveSize(requests);
       const reload = reloadReserveSize(requests);
-      if (o.json) out(toJson({ size, param: quickkexecParam(size), reloadSize: reload, reloadParam: quickkexecParam(reload) }));
-      else {
-        out(`${quickkexecParam(size)}   (${formatSize(size)}: the smallest 2 MiB-aligned region that holds ${o.kernel ?? positional}${o.initrd ? ` and ${o.initrd}` : ''} in place)`);
+      const packedSize = r.unpacked ? reserveSize(requestsFor(packed, inputs)) : size;
+      const what = `${o.kernel ?? positional}${o.initrd ? ` and ${o.initrd}` : ''}`;
+      if (o.json) {
+        out(toJson({ size, param: quickkexecParam(size), reloadSize: reload, reloadParam: quickkexecParam(reload), unpacked: r.unpacked !== undefined, packedSize, packedParam: quickkexecParam(packedSize) }));
+      } else {
+        if (r.unpacked) out(`${quickkexecParam(size)}   (${formatSize(size)}: the smallest 2 MiB-aligned region that holds ${what} unpacked, in place; ${quickkexecParam(packedSize)} holds them packed, --no-unpack)`);
+        else out(`${quickkexecParam(size)}   (${formatSize(size)}: the smallest 2 MiB-aligned region that holds ${what} in place)`);
         out(`${quickkexecParam(reload)}   (${formatSize(reload)}: room for a reload in place while this payload is loaded; with the smaller region a reload goes the standard way)`);
       }
       return;
     }
-    const opts = planOptsOf(o);
-    const plan = kernel.kind === 'elf' ? planOnly(payload, snap.memory, opts, inputs) : buildClassic(payload, snap.memory, opts, inputs).plan;
+    const r = unpackPayload(packed, { ...context, option: unpackOf(o) });
+    const build = (pl: Payload) => ({ plan: kernel.kind === 'elf' ? planOnly(pl, snap.memory, opts, inputs) : buildClassic(pl, snap.memory, opts, inputs).plan });
+    const { built, summary } = settleUnpack(packed, r, build);
+    const plan = built.plan;
     if (o.svg) writeFileSync(o.svg, planSvg(plan, snap.memory));
     if (o.json) {
-      out(toJson({ kernel: { file: payload.kernelFile, description: describe(kernel) }, initrd: initrd && { file: initrd.file, size: initrd.size }, cmdline, plan: planToJson(plan) }));
+      out(toJson({ kernel: { file: packed.kernelFile, description: describe(kernel) }, initrd: initrd && { file: initrd.file, size: initrd.size }, cmdline, unpack: summary, plan: planToJson(plan) }));
       return;
     }
-    out(`kernel   ${payload.kernelFile}: ${describe(kernel)}`);
+    out(`kernel   ${packed.kernelFile}: ${describe(kernel)}`);
     if (initrd) out(`initrd   ${initrd.file}: ${initrd.size} bytes`);
     out(`cmdline  ${JSON.stringify(cmdline)}`);
+    for (const l of formatUnpack(summary)) out(l);
     if (o.syscall === 'file') out('note: with --syscall file the kernel places the segments itself; this is where kexec_load would put them');
     out(formatPlan(plan).trimEnd());
     if (o.svg) out(`wrote ${o.svg}`);

@@ -4,6 +4,8 @@
  * protected-mode part for bzImage) plus the header fields placement needs,
  * named as in the boot protocols.
  */
+import type { UnpackedVmlinux } from '../unpack/bzimage.ts';
+
 export type Arch = 'x86_64' | 'arm64';
 
 /** arm64 `Image` (Documentation/arch/arm64/booting.rst), possibly from Image.gz. */
@@ -61,6 +63,12 @@ export interface BzImage {
   setupSize: number;
   /** Offset of the 64-bit entry point from the load address (0x200). */
   entry64Offset: bigint;
+  /**
+   * The kernel the payload carries, decompressed at load time
+   * (src/unpack/bzimage.ts): when set, this is what is loaded and entered,
+   * not the protected-mode part.
+   */
+  unpacked?: UnpackedVmlinux;
 }
 
 export interface ElfSegment {

@@ -167,7 +167,7 @@ sleep 30
 }
 
 /** Adds a host directory tree (regular files, symlinks, dirs) under `guest`. */
-async function addTree(w: CpioWriter, host: string, guest: string): Promise<void> {
+export async function addTree(w: CpioWriter, host: string, guest: string): Promise<void> {
   await w.dir(guest);
   for (const e of (await readdir(host)).sort()) {
     const h = join(host, e);

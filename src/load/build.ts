@@ -19,6 +19,9 @@ import { x86Purgatory, X86_PURGATORY_SIZE } from '../arch/x86_64/purgatory.ts';
 import { arm64Purgatory, ARM64_PURGATORY_SIZE } from '../arch/arm64/purgatory.ts';
 import { buildArm64Dtb, arm64DtbSize } from '../arch/arm64/chosen.ts';
 import { checkArm64Boot } from '../arch/arm64/boot.ts';
+import { chooseVirtualBase, memEncryptRequested } from '../arch/x86_64/kaslr.ts';
+import { applyRelocs } from '../arch/x86_64/relocs.ts';
+import type { UnpackedVmlinux } from '../unpack/bzimage.ts';
 
 export type StrategyOption = 'auto' | 'quick' | 'standard';
 
@@ -59,7 +62,7 @@ export interface ArchInputs {
   acpiRsdp?: bigint;
   /** arm64: the running kernel's device tree, which the new one inherits. */
   fdt?: { bytes: Uint8Array; file: string };
-  /** arm64: source of kaslr-seed / rng-seed bytes. */
+  /** Random bytes: arm64's kaslr-seed / rng-seed, x86's virtual base for an unpacked kernel. */
   random?: (n: number) => Uint8Array;
 }
 
@@ -122,6 +125,7 @@ function buildX86(k: BzImage, p: Payload, memory: MemoryMap, opts: PlanOptions, 
   const bp = one(plan, 'boot_params');
   const purg = one(plan, 'purgatory');
   const initrdSeg = p.initrd ? one(plan, 'initrd') : undefined;
+  const entered = k.unpacked ? unpackedEntry(k, k.unpacked, p, a) : { bytes: k.bytes, entryOffset: k.entry64Offset, flags: undefined };
   const bootParams = buildBootParams({
     kernelFile: k.file,
     cmdline: p.cmdline,
@@ -129,9 +133,30 @@ function buildX86(k: BzImage, p: Payload, memory: MemoryMap, opts: PlanOptions, 
     initrd: initrdSeg && p.initrd ? { addr: initrdSeg.mem, size: p.initrd.size } : undefined,
     e820: a.e820,
     acpiRsdp: a.acpiRsdp,
+    decompressorFlags: entered.flags,
   });
-  const purgatory = x86Purgatory({ base: purg.mem, bootParams: bp.mem, entry: kernel.mem + k.entry64Offset });
-  return assemble(plan, { kernel: k.bytes, initrd: p.initrd?.bytes, boot_params: bootParams, purgatory });
+  const purgatory = x86Purgatory({ base: purg.mem, bootParams: bp.mem, entry: kernel.mem + entered.entryOffset });
+  return assemble(plan, { kernel: entered.bytes, initrd: p.initrd?.bytes, boot_params: bootParams, purgatory });
+}
+
+/**
+ * An unpacked kernel, as its decompressor would hand it over: relocated
+ * for a virtual base chosen as kaslr.ts says, entered at startup_64 of
+ * the kernel proper, with the boot_params bits the decompressor sets.
+ */
+function unpackedEntry(k: BzImage, u: UnpackedVmlinux, p: Payload, a: ArchInputs) {
+  const pref = k.setup_header.pref_address;
+  const base = chooseVirtualBase({
+    cmdline: p.cmdline,
+    relocatable: u.relocs !== undefined,
+    pref,
+    align: BigInt(k.setup_header.kernel_alignment),
+    imageSize: u.neededSize,
+    random: a.random ?? ((n: number) => new Uint8Array(n)),
+  });
+  const bytes = u.image.slice();
+  if (u.relocs) applyRelocs(bytes, u.relocs, pref, base.virtAddr - pref, p.kernelFile);
+  return { bytes, entryOffset: u.entryOffset, flags: { kaslr: base.kaslr, memEncryption: memEncryptRequested(p.cmdline) } };
 }
 
 /** The DTB's size does not depend on where the initrd lands. */

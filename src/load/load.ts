@@ -18,7 +18,11 @@ import { describe, probeFile } from '../image/probe.ts';
 import type { KernelImage } from '../image/types.ts';
 import type { KexecPlan } from '../plan/types.ts';
 import { ERRNO, kexecError } from '../sys/errno.ts';
-import { KERNEL, type KexecCalls } from '../sys/syscalls.ts';
+import { KERNEL, memfdWithBytes, type KexecCalls } from '../sys/syscalls.ts';
+import { PATHS } from '../sys/state.ts';
+import { CC_BLOB_ADDRESS, type X86Platform } from '../arch/x86_64/direct-entry.ts';
+import { prepareCodecs } from '../unpack/codec/index.ts';
+import { settleUnpack, unpackPayload, type UnpackOption, type UnpackSummary } from './unpack.ts';
 import { acquireLock, DEFAULT_LOCK_FILE } from '../sys/lock.ts';
 import type { SysReader } from '../sys/state.ts';
 import { buildClassic, planOnly, type ArchInputs, type ClassicLoad, type Payload, type PlanOptions } from './build.ts';
@@ -30,6 +34,8 @@ import { withLoadedQuickImage } from '../memory/map.ts';
 import type { Range } from '../memory/range.ts';
 
 export interface LoadOptions extends CmdlineOptions, PlanOptions {
+  /** Decompress the kernel and initramfs at load time (default auto: on the quick path, when they fit). */
+  unpack?: UnpackOption;
   kernel: string;
   initrd?: string;
   syscall: SyscallChoice;
@@ -60,6 +66,8 @@ export interface LoadReport {
   checks: Check[];
   previouslyLoaded?: boolean;
   notices: string[];
+  /** What --unpack did (auto, on or off) and why. */
+  unpack?: UnpackSummary;
 }
 
 /**
@@ -103,7 +111,7 @@ export function runningCmdline(snap: Snapshot): string {
 
 export function archInputs(kernel: KernelImage, snap: Snapshot, sys: SysReader): ArchInputs {
   if (kernel.arch === 'x86_64') {
-    return { e820: readE820(sys, snap.iomem).entries, acpiRsdp: readRsdp(sys, snap.cmdline) };
+    return { e820: readE820(sys, snap.iomem).entries, acpiRsdp: readRsdp(sys, snap.cmdline), random: (n) => new Uint8Array(randomBytes(n)) };
   }
   return { fdt: sys.fdt(), random: (n) => new Uint8Array(randomBytes(n)) };
 }
@@ -169,34 +177,61 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
   let syscalls = syscallOrder(o.syscall, snap.lockdown);
   if (o.syscall === 'auto' && syscalls.length === 1) notice(`lockdown (${snap.lockdown}) forbids kexec_load: using kexec_file_load only`);
   const halfRam = snap.memTotal === undefined ? undefined : snap.memTotal / 2n;
-  const initrd = o.initrd === undefined ? undefined : readInitrd(o.initrd, syscalls.includes('kexec_load'), halfRam);
-  const payload: Payload = { kernel, kernelFile: o.kernel, initrd, cmdline };
-  const sizes = { kernel: BigInt(kernel.bytes.length), initrd: initrd?.size };
+  const unpackOption = o.unpack ?? 'auto';
+  // Unpacking needs the initramfs's bytes whichever syscall loads it.
+  const initrd = o.initrd === undefined ? undefined : readInitrd(o.initrd, syscalls.includes('kexec_load') || unpackOption !== 'off', halfRam);
+  const packed: Payload = { kernel, kernelFile: o.kernel, initrd, cmdline };
+  if (unpackOption !== 'off') await prepareCodecs();
   const inputs = archInputs(kernel, snap, o.sys);
 
+  let payload = packed;
   let classic: ClassicLoad | undefined;
   let plan: KexecPlan | undefined;
   let buildError: QkexecError | undefined;
   let classicError: QkexecError | undefined;
+  let unpack: UnpackSummary | undefined;
   try {
-    // Too big a payload is refused by its own check; the initramfs was not read.
-    if (syscalls.includes('kexec_load') && !payloadSizeCheck(sizes, snap.memTotal)?.error) {
-      try {
-        classic = buildClassic(payload, memory, o, inputs);
-        plan = classic.plan;
-      } catch (e) {
-        // Under auto, a kexec_load that cannot be built only loses the fallback.
-        if (!(e instanceof QkexecError) || syscalls.length === 1) throw e;
-        classicError = e;
-        syscalls = syscalls.filter((s) => s !== 'kexec_load');
-      }
-    }
-    plan ??= planOnly(payload, memory, o, inputs);
+    const r = unpackPayload(packed, {
+      option: unpackOption,
+      strategy: o.strategy,
+      memory,
+      memTotal: snap.memTotal,
+      syscalls,
+      platform: kernel.arch === 'x86_64' ? x86Platform(o.sys) : undefined,
+    });
+    const settled = settleUnpack(packed, r, (pl) => attempt(pl, pl === r.unpacked ? r.syscalls : r.packedSyscalls));
+    ({ payload, summary: unpack } = settled);
+    ({ classic, plan, classicError, syscalls } = settled.built);
     if (classicError) notice(`kexec_load fallback unavailable: ${classicError.message}`);
   } catch (e) {
     if (!(e instanceof QkexecError)) throw e;
     // The kexec_load error is the precise one (it built the boot data too).
     buildError = classicError ?? e;
+  }
+  // Said whenever it matters: unpacking, asked for, or possible (a region) and not done.
+  if (unpack && (unpack.applied || unpack.option === 'on' || (unpack.option === 'auto' && snap.memory.quick !== undefined))) {
+    notice(`unpack ${unpack.reason}`);
+    if (unpack.kernel?.note) notice(`unpack: the kernel is loaded packed: ${unpack.kernel.note}`);
+    if (unpack.initrd?.note) notice(`unpack: the initramfs is loaded as it is: ${unpack.initrd.note}`);
+  }
+  const sizes = payloadSizes(payload);
+
+  /** The plan (and kexec_load's segments) for a payload, with the syscalls that can load it. */
+  function attempt(pl: Payload, order: KexecSyscall[]) {
+    let sc = order;
+    let c: ClassicLoad | undefined;
+    let cErr: QkexecError | undefined;
+    if (sc.includes('kexec_load') && !payloadSizeCheck(payloadSizes(pl), snap.memTotal)?.error) {
+      try {
+        c = buildClassic(pl, memory, o, inputs);
+      } catch (e) {
+        // Under auto, a kexec_load that cannot be built only loses the fallback.
+        if (!(e instanceof QkexecError) || sc.length === 1) throw e;
+        cErr = e;
+        sc = sc.filter((x) => x !== 'kexec_load');
+      }
+    }
+    return { plan: c?.plan ?? planOnly(pl, memory, o, inputs), classic: c, classicError: cErr, syscalls: sc };
   }
 
   const planInformative = syscalls[0] === 'kexec_file_load';
@@ -209,12 +244,14 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
     buildError,
   });
   if (initrd) checks.push({ name: 'initramfs', ok: true, detail: `${initrd.file}: ${initrd.size} bytes, readable` });
+  if (unpack) checks.push({ name: 'unpack', ok: true, detail: unpack.reason });
 
   const report: LoadReport = {
     dryRun: o.dryRun,
     loaded: false,
     kernel: { file: o.kernel, arch: kernel.arch, description: describe(kernel) },
     initrd: initrd && { file: initrd.file, size: initrd.size },
+    unpack,
     cmdline,
     syscalls,
     plan,
@@ -248,7 +285,9 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
       const last = i === syscalls.length - 1;
       let errno: number;
       if (sc === 'kexec_file_load') {
-        errno = withFds(o.kernel, initrd?.file, (kfd, ifd) => calls.kexecFileLoad(kernel.arch, kfd, ifd, cmdline));
+        // An unpacked initramfs has no file: the kernel reads it from a memfd.
+        const own = payload.initrd?.bytes !== undefined && payload.initrd.bytes !== initrd?.bytes ? payload.initrd.bytes : undefined;
+        errno = withFds(o.kernel, initrd?.file, own, calls, (kfd, ifd) => calls.kexecFileLoad(kernel.arch, kfd, ifd, cmdline));
       } else {
         errno = calls.kexecLoad(kernel.arch, classic!.entry, classic!.segments);
       }
@@ -297,12 +336,30 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
   }
 }
 
-/** Opens the kernel (and initramfs) read-only for kexec_file_load; -1 for no initramfs. */
-function withFds(kernel: string, initrd: string | undefined, fn: (kfd: number, ifd: number) => number): number {
+/** Sizes for the payload-size check: what the segments hold at least. */
+function payloadSizes(p: Payload): { kernel: bigint; initrd?: bigint } {
+  const k = p.kernel;
+  return { kernel: BigInt(k.kind === 'bzimage' && k.unpacked ? k.unpacked.image.length : k.bytes.length), initrd: p.initrd?.size };
+}
+
+/** x86: what decides whether a kernel may be entered without its decompressor. */
+export function x86Platform(sys: SysReader): X86Platform {
+  const bp = sys.bootParamsData();
+  const ccBlob = bp !== undefined && bp.length >= CC_BLOB_ADDRESS + 4 && new DataView(bp.buffer, bp.byteOffset, bp.byteLength).getUint32(CC_BLOB_ADDRESS, true) !== 0;
+  return { cpuFlags: sys.cpuFlags(), snpSysfs: sys.exists(PATHS.sevGuest), ccBlob };
+}
+
+/**
+ * Opens the kernel (and initramfs) read-only for kexec_file_load; -1 for
+ * no initramfs. `initrdBytes`, when given, is handed over in a memfd
+ * instead of the file (an unpacked initramfs).
+ */
+function withFds(kernel: string, initrd: string | undefined, initrdBytes: Uint8Array | undefined, calls: KexecCalls, fn: (kfd: number, ifd: number) => number): number {
   const kfd = openSync(kernel, 'r');
   let ifd = -1;
   try {
-    if (initrd !== undefined) ifd = openSync(initrd, 'r');
+    if (initrdBytes !== undefined) ifd = (calls.memfd ?? memfdWithBytes)('qkexec-initramfs', initrdBytes);
+    else if (initrd !== undefined) ifd = openSync(initrd, 'r');
     return fn(kfd, ifd);
   } finally {
     closeSync(kfd);

@@ -85,8 +85,11 @@ function x86Data(sizes: SegmentSizes, initrdMax: bigint, cmdlineSize: bigint): S
 
 function bzImageRequests(k: BzImage, sizes: SegmentSizes): SegmentRequest[] {
   const h = k.setup_header;
-  const bufsz = BigInt(k.bytes.length);
-  const initSize = BigInt(h.init_size);
+  // Unpacked, the kernel needs its own footprint (up to _end), not
+  // init_size, which also covers the decompressor and its work area.
+  const u = k.unpacked;
+  const bufsz = BigInt(u ? u.image.length : k.bytes.length);
+  const initSize = u ? u.memsz : BigInt(h.init_size);
   // The decompressor of a relocatable kernel moves itself up to
   // LOAD_PHYSICAL_ADDR (= pref_address) when loaded lower (head_64.S), so
   // loading below pref_address would have it overwrite whatever is there;

@@ -8,7 +8,7 @@
  * point qkexec at a fixture tree (--sysroot) or at single files (--iomem,
  * --memmap, --fdt) without touching the machine.
  */
-import { readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { SystemError } from '../errors.ts';
 import type { Arch } from '../image/types.ts';
@@ -29,6 +29,8 @@ export const PATHS = {
   efiSystab: '/sys/firmware/efi/systab',
   bootParamsData: '/sys/kernel/boot_params/data',
   bootId: '/proc/sys/kernel/random/boot_id',
+  cpuinfo: '/proc/cpuinfo',
+  sevGuest: '/sys/devices/system/cpu/sev',
 } as const;
 
 /** linux/capability.h */
@@ -84,6 +86,12 @@ export function parseCapEff(status: string): bigint | undefined {
 export function parseLockdown(text: string): string | undefined {
   const m = /\[([a-z]+)\]/.exec(text);
   return m ? m[1] : undefined;
+}
+
+/** The `flags` line of the first processor in /proc/cpuinfo (x86). */
+export function parseCpuFlags(cpuinfo: string): string[] | undefined {
+  const m = /^flags\s*:\s*(.*)$/m.exec(cpuinfo);
+  return m ? m[1]!.trim().split(/\s+/) : undefined;
 }
 
 /** MemTotal from /proc/meminfo, in bytes. */
@@ -261,6 +269,17 @@ export class SysReader {
     } catch {
       return undefined;
     }
+  }
+
+  /** x86: the first CPU's feature flags; undefined where /proc/cpuinfo has none. */
+  cpuFlags(): string[] | undefined {
+    const t = this.text(PATHS.cpuinfo, 'CPU features');
+    return t === undefined ? undefined : parseCpuFlags(t);
+  }
+
+  /** Whether a path exists (a directory the kernel creates only in some configurations). */
+  exists(p: string): boolean {
+    return existsSync(this.path(p));
   }
 
   /** Identifies this boot: a state file from another boot is stale. */

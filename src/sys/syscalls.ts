@@ -9,6 +9,7 @@
  * module is missing, and the CommonJS loader does not depend on
  * import.meta.dirname, which older Node releases lack.
  */
+import { writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Arch } from '../image/types.ts';
 import { SystemError } from '../errors.ts';
@@ -48,6 +49,7 @@ interface Libc {
   reboot: (cmd: number) => number;
   sync: () => void;
   flock: (fd: number, op: number) => number;
+  memfd_create: (name: string, flags: number) => number;
 }
 
 let libc: Libc | undefined;
@@ -70,6 +72,7 @@ function loadLibc(): Libc {
     reboot: lib.func('int reboot(int cmd)'),
     sync: lib.func('void sync(void)'),
     flock: lib.func('int flock(int fd, int operation)'),
+    memfd_create: lib.func('int memfd_create(const char *name, unsigned int flags)'),
   };
   return libc;
 }
@@ -152,6 +155,24 @@ export function kexecFileUnload(arch: Arch): number {
   return result(c, ret);
 }
 
+/** MFD_CLOEXEC (include/uapi/linux/memfd.h). */
+const MFD_CLOEXEC = 1;
+
+/**
+ * A memfd holding `bytes`, for kexec_file_load's initramfs fd when the
+ * initramfs exists only in memory (unpacked). The caller closes it.
+ */
+export function memfdWithBytes(name: string, bytes: Uint8Array): number {
+  const c = loadLibc();
+  const fd = c.memfd_create(name, MFD_CLOEXEC);
+  if (fd < 0) {
+    const errno = c.koffi.errno() as number;
+    throw new SystemError('memfd', `memfd_create failed (errno ${errno}): cannot hand the unpacked initramfs to kexec_file_load`, { errno, remedy: 'use --syscall classic, or --no-unpack' });
+  }
+  for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at, bytes.length - at);
+  return fd;
+}
+
 /** sys/file.h */
 export const LOCK_EX = 2;
 export const LOCK_NB = 4;
@@ -191,6 +212,8 @@ export interface KexecCalls {
   kexecFileUnload: typeof kexecFileUnload;
   syncAndRebootKexec: typeof syncAndRebootKexec;
   rebootKexecNoSync: typeof rebootKexecNoSync;
+  /** An fd holding bytes (default memfdWithBytes). */
+  memfd?: typeof memfdWithBytes;
 }
 
-export const KERNEL: KexecCalls = { kexecLoad, kexecFileLoad, kexecUnload, kexecFileUnload, syncAndRebootKexec, rebootKexecNoSync };
+export const KERNEL: KexecCalls = { kexecLoad, kexecFileLoad, kexecUnload, kexecFileUnload, syncAndRebootKexec, rebootKexecNoSync, memfd: memfdWithBytes };

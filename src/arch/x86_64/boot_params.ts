@@ -17,11 +17,13 @@ import { E820_TYPE_RAM, type E820Entry } from '../../memory/memmap.ts';
 import {
   BOOT_FLAG,
   HDRS_MAGIC,
+  KASLR_FLAG,
   LOADED_HIGH,
   MIN_PROTOCOL,
   setup_header as HDR_FIELDS,
   XLF_CAN_BE_LOADED_ABOVE_4G,
   XLF_KERNEL_64,
+  XLF_MEM_ENCRYPTION,
 } from '../../image/bzimage.ts';
 import { BOOT_E820_ENTRY_SIZE, mergeE820 } from './e820.ts';
 
@@ -117,6 +119,14 @@ export interface BootParamsOptions {
    * Without it the new kernel sees no video and only serial consoles work.
    */
   screenInfo?: Uint8Array;
+  /**
+   * For a kernel entered without its decompressor (unpacked at load
+   * time): the boot_params bits the decompressor would have set
+   * (arch/x86/boot/compressed: kaslr.c sets KASLR_FLAG when it randomised
+   * the kernel, misc.c parse_mem_encrypt() sets XLF_MEM_ENCRYPTION for
+   * mem_encrypt=on).
+   */
+  decompressorFlags?: { kaslr: boolean; memEncryption: boolean };
 }
 
 /** sizeof(struct screen_info) */
@@ -299,6 +309,8 @@ export function buildBootParams(opts: BootParamsOptions): Uint8Array {
   // messages. KASLR_FLAG is kernel-internal, KEEP_SEGMENTS obsolete, and
   // CAN_USE_HEAP only concerns the real-mode setup code, which does not run.
   out[HDR.loadflags] = hdr.loadflags & LOADED_HIGH;
+  if (opts.decompressorFlags?.kaslr) out[HDR.loadflags] |= KASLR_FLAG;
+  if (opts.decompressorFlags?.memEncryption) dv.setUint16(HDR.xloadflags, hdr.xloadflags | XLF_MEM_ENCRYPTION, true);
   dv.setUint16(HDR.heap_end_ptr, 0, true);
 
   dv.setUint32(HDR.cmd_line_ptr, Number(opts.cmdlineAddr & 0xffffffffn), true);

@@ -55,7 +55,7 @@ test('dry run: every check passes on a healthy machine, the plan is made, nothin
   const r = await load(opts({ arch: 'x86_64', loaded: 0 }, { dryRun: true, reuseCmdline: true }));
   assert.equal(r.loaded, false);
   assert.deepEqual(r.checks.filter((c) => !c.ok), []);
-  assert.deepEqual(r.checks.map((c) => c.name), ['privileges', 'architecture', 'kexec support', 'kexec_load_disabled', 'lockdown', 'payload size', 'segments', 'initramfs']);
+  assert.deepEqual(r.checks.map((c) => c.name), ['privileges', 'architecture', 'kexec support', 'kexec_load_disabled', 'lockdown', 'payload size', 'segments', 'initramfs', 'unpack']);
   assert.deepEqual(r.syscalls, ['kexec_file_load', 'kexec_load']);
   assert.equal(r.cmdline, 'console=ttyS0 root=/dev/vda qkexec.token=t1', 'reused without BOOT_IMAGE, then appended');
   assert.equal(r.plan?.strategy, 'standard');
