@@ -14,15 +14,17 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { basename } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { FormatError, PlanError, QkexecError } from '../errors.ts';
-import { describe, probeFile } from '../image/probe.ts';
+import { describe, describeUki, probeFile } from '../image/probe.ts';
 import { hex } from '../memory/range.ts';
 import { formatSize } from '../memory/ranges.ts';
 import { formatPlan, planToJson } from '../plan/format.ts';
 import { planSvg } from '../plan/svg.ts';
 import { quickkexecParam, reloadReserveSize, reserveSize } from '../plan/reserve.ts';
 import { SysReader } from '../sys/state.ts';
-import { buildClassic, planOnly, requestsFor, type Payload, type StrategyOption } from '../load/build.ts';
+import { buildClassic, requestsFor, type Payload, type StrategyOption } from '../load/build.ts';
 import { composeCmdline } from '../load/cmdline.ts';
+import { describeFileLoadKernel, fileLoadKernel } from '../load/fileload.ts';
+import { initrdParts, joinInitrd } from '../load/initrd.ts';
 import { archInputs, load, runningCmdline, x86Platform, type LoadReport } from '../load/load.ts';
 import { execLoaded, formatStatus, status, unload, type StatusReport } from '../load/ops.ts';
 import { syscallOrder, type SyscallChoice } from '../load/preconditions.ts';
@@ -71,7 +73,7 @@ function toJson(v: unknown): string {
 
 interface InputOpts {
   kernel?: string;
-  initrd?: string;
+  initrd: string[];
   append?: string;
   commandLine?: string;
   reuseCmdline?: boolean;
@@ -108,10 +110,10 @@ function kernelPath(positional: string | undefined, o: InputOpts): string {
 function inputOptions(c: Command): Command {
   return c
     .argument('[kernel]', 'kernel image (same as --kernel)')
-    .option('--kernel <file>', 'kernel image: bzImage (x86_64), Image or Image.gz (arm64)')
-    .option('--initrd <file>', 'initramfs to pass to the new kernel')
-    .option('--append <string>', 'append to the command line')
-    .option('--command-line <string>', 'the command line (before --append)')
+    .option('--kernel <file>', 'kernel image: bzImage or vmlinux (x86_64); Image, Image.gz/.zst, EFI zboot or vmlinux (arm64); or a UKI')
+    .option('--initrd <file>', 'initramfs to pass to the new kernel; repeat to join several (after a UKI\'s .ucode, before its .initrd)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--append <string>', 'append to the command line (a UKI\'s .cmdline included)')
+    .option('--command-line <string>', 'the command line (before --append; replaces a UKI\'s .cmdline)')
     .option('--reuse-cmdline', 'start from the running kernel\'s command line (/proc/cmdline)')
     .addOption(new Option('--syscall <how>', 'classic = kexec_load, file = kexec_file_load, auto = file, then classic').choices(['classic', 'file', 'auto']).default('auto'))
     .addOption(new Option('--strategy <how>', 'quick = in place in the Quick kexec region, standard = relocate at reboot').choices(['quick', 'standard', 'auto']).default('auto'))
@@ -130,7 +132,7 @@ function inputOptions(c: Command): Command {
 function payloadOf(kernelFile: string, o: InputOpts, sys: SysReader) {
   const kernel = probeFile(kernelFile);
   const snap = readSnapshot(sys);
-  const cmdline = composeCmdline(o, () => runningCmdline(snap));
+  const cmdline = composeCmdline(o, () => runningCmdline(snap), kernel.uki?.cmdline);
   return { kernel, snap, cmdline };
 }
 
@@ -160,7 +162,9 @@ function formatLoadReport(r: LoadReport, verbose: boolean): string {
   }
   if (r.dryRun || verbose) {
     lines.push(`kernel   ${r.kernel.file}: ${r.kernel.description}`);
-    if (r.initrd) lines.push(`initrd   ${r.initrd.file}: ${r.initrd.size} bytes`);
+    if (r.uki) lines.push(...ukiLines(r.uki));
+    if (r.fileLoadKernel) lines.push(`kexec_file_load kernel fd: ${r.fileLoadKernel}`);
+    if (r.initrd) lines.push(initrdLine(r.initrd));
     lines.push(`cmdline  ${JSON.stringify(r.cmdline)}`);
     if (r.unpack) lines.push(...formatUnpack(r.unpack));
     lines.push(`syscall  ${r.syscall ?? sc}`);
@@ -172,6 +176,16 @@ function formatLoadReport(r: LoadReport, verbose: boolean): string {
     }
   }
   return lines.join('\n');
+}
+
+function ukiLines(u: NonNullable<LoadReport['uki']>): string[] {
+  const used = [u.cmdline && `.cmdline ${u.cmdline}`, u.initrd !== undefined && '.initrd joined into the initramfs', u.dtb && `.dtb ${u.dtb}`].filter(Boolean);
+  return [`uki      ${u.description}`, ...(used.length ? [`         ${used.join('; ')}`] : [])];
+}
+
+function initrdLine(i: NonNullable<LoadReport['initrd']>): string {
+  const parts = i.parts && i.parts.length > 1 ? ` (joined: ${i.parts.map((p) => `${p.source} ${p.size}`).join(' + ')})` : '';
+  return `initrd   ${i.file}: ${i.size} bytes${parts}`;
 }
 
 function loadReportJson(r: LoadReport) {
@@ -314,14 +328,10 @@ function program(setExit: (code: number) => void): Command {
   ).action(async (positional: string | undefined, o: InputOpts & { svg?: string; reserve?: boolean }) => {
     const sys = sysFrom(o);
     const { kernel, snap, cmdline } = payloadOf(kernelPath(positional, o), o, sys);
-    let initrd: Payload['initrd'];
-    if (o.initrd !== undefined) {
-      const bytes = readFileOr(o.initrd, 'initramfs');
-      initrd = { file: o.initrd, size: BigInt(bytes.length), bytes };
-    }
+    const initrd = joinInitrd(initrdParts(o.initrd, kernel.uki, true));
     const packed: Payload = { kernel, kernelFile: kernelPath(positional, o), initrd, cmdline };
     if (unpackOf(o) !== 'off') await prepareCodecs();
-    const inputs = archInputs(kernel, snap, sys);
+    const inputs = archInputs(kernel, snap, sys, packed.kernelFile);
     const opts = planOptsOf(o);
     const syscalls = syscallOrder(oneOf(o.syscall, ['classic', 'file', 'auto'] as const, '--syscall') as SyscallChoice, snap.lockdown);
     const context = { strategy: opts.strategy, memory: snap.memory, memTotal: snap.memTotal, syscalls, platform: kernel.arch === 'x86_64' ? x86Platform(sys) : undefined };
@@ -332,7 +342,7 @@ function program(setExit: (code: number) => void): Command {
       const size = reserveSize(requests);
       const reload = reloadReserveSize(requests);
       const packedSize = r.unpacked ? reserveSize(requestsFor(packed, inputs)) : size;
-      const what = `${o.kernel ?? positional}${o.initrd ? ` and ${o.initrd}` : ''}`;
+      const what = `${packed.kernelFile}${initrd ? ` and ${initrd.file}` : ''}`;
       if (o.json) {
         out(toJson({ size, param: quickkexecParam(size), reloadSize: reload, reloadParam: quickkexecParam(reload), unpacked: r.unpacked !== undefined, packedSize, packedParam: quickkexecParam(packedSize) }));
       } else {
@@ -343,17 +353,21 @@ function program(setExit: (code: number) => void): Command {
       return;
     }
     const r = unpackPayload(packed, { ...context, option: unpackOf(o) });
-    const build = (pl: Payload) => ({ plan: kernel.kind === 'elf' ? planOnly(pl, snap.memory, opts, inputs) : buildClassic(pl, snap.memory, opts, inputs).plan });
+    const build = (pl: Payload) => ({ plan: buildClassic(pl, snap.memory, opts, inputs).plan });
     const { built, summary } = settleUnpack(packed, r, build);
     const plan = built.plan;
+    const fileKernel = o.syscall === 'classic' ? undefined : describeFileLoadKernel(kernel, fileLoadKernel(kernel));
     if (o.svg) writeFileSync(o.svg, planSvg(plan, snap.memory));
+    const initrdJson = initrd && { file: initrd.file, size: initrd.size, parts: initrd.parts.map((p) => ({ source: p.source, size: p.size })) };
     if (o.json) {
-      out(toJson({ kernel: { file: packed.kernelFile, description: describe(kernel) }, initrd: initrd && { file: initrd.file, size: initrd.size }, cmdline, unpack: summary, plan: planToJson(plan) }));
+      out(toJson({ kernel: { file: packed.kernelFile, description: describe(kernel) }, uki: kernel.uki && { description: describeUki(kernel.uki), cmdline: kernel.uki.cmdline }, fileLoadKernel: fileKernel, initrd: initrdJson, cmdline, unpack: summary, plan: planToJson(plan) }));
       return;
     }
     out(`kernel   ${packed.kernelFile}: ${describe(kernel)}`);
-    if (initrd) out(`initrd   ${initrd.file}: ${initrd.size} bytes`);
+    if (kernel.uki) out(`uki      ${describeUki(kernel.uki)}`);
+    if (initrd) out(initrdLine({ file: initrd.file, size: initrd.size, parts: initrdJson!.parts }));
     out(`cmdline  ${JSON.stringify(cmdline)}`);
+    if (fileKernel) out(`kexec_file_load kernel fd: ${fileKernel}`);
     for (const l of formatUnpack(summary)) out(l);
     if (o.syscall === 'file') out('note: with --syscall file the kernel places the segments itself; this is where kexec_load would put them');
     out(formatPlan(plan).trimEnd());
@@ -371,16 +385,6 @@ function program(setExit: (code: number) => void): Command {
     });
 
   return p;
-}
-
-function readFileOr(file: string, what: string): Uint8Array {
-  try {
-    const b = readFileSync(file);
-    return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? 'unreadable';
-    throw new QkexecError(code, `${what} ${file}: ${code === 'ENOENT' ? 'does not exist' : (e as Error).message}`, { remedy: `check the ${what} path` });
-  }
 }
 
 /** For errors raised without a remedy of their own. */

@@ -27,6 +27,8 @@ import type { GuestFile } from './elf-deps.ts';
 
 export const MARKER_FILE = '/qklab-marker';
 export const PADDING_FILE = '/qklab-padding';
+/** Files here in the second kernel's initramfs are reported as QKLAB:second-extra NAME=CONTENT. */
+export const EXTRA_DIR = '/qklab-extra';
 export const TOKEN_PARAM = 'qklab.token';
 export const QKEXEC_DIR = '/qkexec';
 export const K2 = '/boot/k2';
@@ -89,6 +91,11 @@ if [ -f ${PADDING_FILE}.sha256 ]; then
   payload=bad
   (cd / && ${bb} sha256sum -c ${PADDING_FILE.slice(1)}.sha256 >/dev/null 2>&1) && payload=ok
 fi
+# Files other archives of the initramfs added, and the device tree's model:
+# what a test that joins initramfs parts or passes a device tree looks at.
+for f in ${EXTRA_DIR}/* /proc/device-tree/model; do
+  [ -f "$f" ] && echo "QKLAB:second-extra \${f##*/}=$(${bb} tr -d '\\000' <"$f")" >/dev/console
+done
 echo "QKLAB:second-up token=$token marker=$marker payload=$payload cmdline=$cmdline" >/dev/console
 ${bb} reboot -f
 ${bb} sleep 30

@@ -11,14 +11,13 @@
  * way). So a reload plans around the loaded image's segments, when this
  * qkexec placed them, and goes in place if the region has room for both.
  */
-import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { QkexecError, SystemError } from '../errors.ts';
-import { describe, probeFile } from '../image/probe.ts';
+import { describe, describeUki, probeFile } from '../image/probe.ts';
 import type { KernelImage } from '../image/types.ts';
 import type { KexecPlan } from '../plan/types.ts';
 import { ERRNO, kexecError } from '../sys/errno.ts';
-import { KERNEL, memfdWithBytes, type KexecCalls } from '../sys/syscalls.ts';
+import { KERNEL, type KexecCalls } from '../sys/syscalls.ts';
 import { PATHS } from '../sys/state.ts';
 import { CC_BLOB_ADDRESS, type X86Platform } from '../arch/x86_64/direct-entry.ts';
 import { prepareCodecs } from '../unpack/codec/index.ts';
@@ -27,6 +26,8 @@ import { acquireLock, DEFAULT_LOCK_FILE } from '../sys/lock.ts';
 import type { SysReader } from '../sys/state.ts';
 import { buildClassic, planOnly, type ArchInputs, type ClassicLoad, type Payload, type PlanOptions } from './build.ts';
 import { composeCmdline, type CmdlineOptions } from './cmdline.ts';
+import { describeFileLoadKernel, fileLoadKernel, unsupportedFileLoad, withFileLoadFds } from './fileload.ts';
+import { initrdParts, joinInitrd, type Initrd } from './initrd.ts';
 import { checkPreconditions, firstFailure, payloadSizeCheck, privilegesCheck, syscallOrder, type Check, type KexecSyscall, type SyscallChoice } from './preconditions.ts';
 import { factsOf, readE820, readRsdp, readSnapshot, type Snapshot } from './snapshot.ts';
 import { DEFAULT_STATE_FILE, readState, stateFromPlan, writeState, type LoadedState } from './statefile.ts';
@@ -37,7 +38,8 @@ export interface LoadOptions extends CmdlineOptions, PlanOptions {
   /** Decompress the kernel and initramfs at load time (default auto: on the quick path, when they fit). */
   unpack?: UnpackOption;
   kernel: string;
-  initrd?: string;
+  /** One initramfs, or several joined in this order (after a UKI's .ucode, before its .initrd). */
+  initrd?: string | readonly string[];
   syscall: SyscallChoice;
   dryRun: boolean;
   sys: SysReader;
@@ -53,7 +55,11 @@ export interface LoadReport {
   dryRun: boolean;
   loaded: boolean;
   kernel: { file: string; arch: string; description: string };
-  initrd?: { file: string; size: bigint };
+  /** What a UKI carried, and what of it was used (describeUki). */
+  uki?: { description: string; cmdline?: string; initrd?: number; dtb?: string };
+  /** Where kexec_file_load's kernel fd comes from (the file, or a memfd with the extracted kernel). */
+  fileLoadKernel?: string;
+  initrd?: { file: string; size: bigint; parts?: { source: string; size: bigint }[] };
   cmdline: string;
   /** The syscalls that would be / were tried, in order. */
   syscalls: KexecSyscall[];
@@ -70,32 +76,6 @@ export interface LoadReport {
   unpack?: UnpackSummary;
 }
 
-/**
- * Reads the initramfs: whole for kexec_load, size only when the kernel
- * reads it itself, or when it is larger than `maxBytes` (the load is
- * refused anyway, and reading it could exhaust memory).
- */
-function readInitrd(file: string, wantBytes: boolean, maxBytes?: bigint): { file: string; size: bigint; bytes?: Uint8Array } {
-  let fd: number | undefined;
-  try {
-    fd = openSync(file, 'r');
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw new QkexecError('not-a-file', `initramfs ${file} is not a regular file`, { remedy: 'pass the initramfs file with --initrd' });
-    if (st.size === 0) throw new QkexecError('empty-initrd', `initramfs ${file} is empty`, { remedy: 'rebuild the initramfs, or load without --initrd' });
-    if (!wantBytes || (maxBytes !== undefined && BigInt(st.size) > maxBytes)) return { file, size: BigInt(st.size) };
-    const bytes = readFileSync(fd);
-    if (bytes.length !== st.size) throw new QkexecError('short-read', `initramfs ${file} changed size while being read (${st.size} -> ${bytes.length} bytes)`);
-    return { file, size: BigInt(bytes.length), bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
-  } catch (e) {
-    if (e instanceof QkexecError) throw e;
-    const code = (e as NodeJS.ErrnoException).code ?? 'unreadable';
-    const why = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable (permission denied)' : (e as Error).message;
-    throw new QkexecError(code, `initramfs ${file} ${why}`, { remedy: 'check the --initrd path', cause: e });
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
-}
-
 /** Where the quick image loaded now sits, when qkexec placed it (kexec_load in this boot). */
 export function loadedQuickSegments(st: LoadedState | undefined): Range[] {
   if (st === undefined || st.strategy !== 'quick' || st.planInformative) return [];
@@ -109,11 +89,21 @@ export function runningCmdline(snap: Snapshot): string {
   return snap.cmdline;
 }
 
-export function archInputs(kernel: KernelImage, snap: Snapshot, sys: SysReader): ArchInputs {
+/**
+ * The arm64 device tree to start from: --fdt when given, else a UKI's .dtb
+ * (what systemd-stub would install), else the running one. A .dtb replaces
+ * the running tree as --fdt does, except for the EFI properties of /chosen
+ * (linux,uefi-*), which describe this machine's firmware and are carried
+ * over as the EFI stub would add them.
+ */
+export function archInputs(kernel: KernelImage, snap: Snapshot, sys: SysReader, kernelFile = 'kernel'): ArchInputs {
+  const random = (n: number) => new Uint8Array(randomBytes(n));
   if (kernel.arch === 'x86_64') {
-    return { e820: readE820(sys, snap.iomem).entries, acpiRsdp: readRsdp(sys, snap.cmdline), random: (n) => new Uint8Array(randomBytes(n)) };
+    return { e820: readE820(sys, snap.iomem).entries, acpiRsdp: readRsdp(sys, snap.cmdline), random };
   }
-  return { fdt: sys.fdt(), random: (n) => new Uint8Array(randomBytes(n)) };
+  const dtb = kernel.uki?.dtb;
+  if (dtb === undefined || sys.overrides.fdt !== undefined) return { fdt: sys.fdt(), random };
+  return { fdt: { bytes: dtb, file: `${kernelFile} (UKI .dtb)` }, efiChosenFrom: sys.fdt(), random };
 }
 
 function segmentInfo(c: ClassicLoad) {
@@ -173,16 +163,23 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
   const snap = readSnapshot(o.sys);
   const loadedState = snap.kexecLoaded ? readState(o.stateFile ?? DEFAULT_STATE_FILE, o.sys.bootId()) : undefined;
   const memory = withLoadedQuickImage(snap.memory, loadedQuickSegments(loadedState));
-  const cmdline = composeCmdline(o, () => runningCmdline(snap));
+  const cmdline = composeCmdline(o, () => runningCmdline(snap), kernel.uki?.cmdline);
   let syscalls = syscallOrder(o.syscall, snap.lockdown);
   if (o.syscall === 'auto' && syscalls.length === 1) notice(`lockdown (${snap.lockdown}) forbids kexec_load: using kexec_file_load only`);
+  const fileKernel = fileLoadKernel(kernel);
+  if (fileKernel.from === 'none' && syscalls.includes('kexec_file_load')) {
+    if (syscalls.length === 1) throw unsupportedFileLoad(o.kernel, fileKernel);
+    syscalls = syscalls.filter((s) => s !== 'kexec_file_load');
+    notice(`${fileKernel.why}: using kexec_load only`);
+  }
   const halfRam = snap.memTotal === undefined ? undefined : snap.memTotal / 2n;
   const unpackOption = o.unpack ?? 'auto';
   // Unpacking needs the initramfs's bytes whichever syscall loads it.
-  const initrd = o.initrd === undefined ? undefined : readInitrd(o.initrd, syscalls.includes('kexec_load') || unpackOption !== 'off', halfRam);
+  const initrdFiles = o.initrd === undefined ? [] : typeof o.initrd === 'string' ? [o.initrd] : [...o.initrd];
+  const initrd = joinInitrd(initrdParts(initrdFiles, kernel.uki, syscalls.includes('kexec_load') || unpackOption !== 'off', halfRam));
   const packed: Payload = { kernel, kernelFile: o.kernel, initrd, cmdline };
   if (unpackOption !== 'off') await prepareCodecs();
-  const inputs = archInputs(kernel, snap, o.sys);
+  const inputs = archInputs(kernel, snap, o.sys, o.kernel);
 
   let payload = packed;
   let classic: ClassicLoad | undefined;
@@ -245,12 +242,20 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
   });
   if (initrd) checks.push({ name: 'initramfs', ok: true, detail: `${initrd.file}: ${initrd.size} bytes, readable` });
   if (unpack) checks.push({ name: 'unpack', ok: true, detail: unpack.reason });
+  const uki = kernel.uki;
 
   const report: LoadReport = {
     dryRun: o.dryRun,
     loaded: false,
     kernel: { file: o.kernel, arch: kernel.arch, description: describe(kernel) },
-    initrd: initrd && { file: initrd.file, size: initrd.size },
+    uki: uki && {
+      description: describeUki(uki),
+      cmdline: uki.cmdline === undefined ? undefined : o.commandLine === undefined && !o.reuseCmdline ? 'used' : 'replaced by --command-line/--reuse-cmdline',
+      initrd: uki.initrd?.length,
+      dtb: uki.dtb === undefined || kernel.arch !== 'arm64' ? undefined : inputs.fdt?.file.endsWith('(UKI .dtb)') ? 'used by kexec_load (kexec_file_load passes on the running tree)' : 'not used: --fdt given',
+    },
+    fileLoadKernel: syscalls.includes('kexec_file_load') ? describeFileLoadKernel(kernel, fileKernel) : undefined,
+    initrd: initrd && { file: initrd.file, size: initrd.size, parts: initrd.parts.length > 1 ? initrd.parts.map((p) => ({ source: p.source, size: p.size })) : undefined },
     unpack,
     cmdline,
     syscalls,
@@ -285,9 +290,7 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
       const last = i === syscalls.length - 1;
       let errno: number;
       if (sc === 'kexec_file_load') {
-        // An unpacked initramfs has no file: the kernel reads it from a memfd.
-        const own = payload.initrd?.bytes !== undefined && payload.initrd.bytes !== initrd?.bytes ? payload.initrd.bytes : undefined;
-        errno = withFds(o.kernel, initrd?.file, own, calls, (kfd, ifd) => calls.kexecFileLoad(kernel.arch, kfd, ifd, cmdline));
+        errno = withFileLoadFds(o.kernel, fileKernel, fileLoadInitrd(payload, initrd), (kfd, ifd) => calls.kexecFileLoad(kernel.arch, kfd, ifd, cmdline), calls.memfd);
       } else {
         errno = calls.kexecLoad(kernel.arch, classic!.entry, classic!.segments);
       }
@@ -350,19 +353,11 @@ export function x86Platform(sys: SysReader): X86Platform {
 }
 
 /**
- * Opens the kernel (and initramfs) read-only for kexec_file_load; -1 for
- * no initramfs. `initrdBytes`, when given, is handed over in a memfd
- * instead of the file (an unpacked initramfs).
+ * The initramfs kexec_file_load gets: the files as they are, or, once
+ * unpacked, the plain cpio, which exists only in memory (a memfd).
  */
-function withFds(kernel: string, initrd: string | undefined, initrdBytes: Uint8Array | undefined, calls: KexecCalls, fn: (kfd: number, ifd: number) => number): number {
-  const kfd = openSync(kernel, 'r');
-  let ifd = -1;
-  try {
-    if (initrdBytes !== undefined) ifd = (calls.memfd ?? memfdWithBytes)('qkexec-initramfs', initrdBytes);
-    else if (initrd !== undefined) ifd = openSync(initrd, 'r');
-    return fn(kfd, ifd);
-  } finally {
-    closeSync(kfd);
-    if (ifd >= 0) closeSync(ifd);
-  }
+function fileLoadInitrd(payload: Payload, initrd: Initrd | undefined): Initrd | undefined {
+  const p = payload.initrd;
+  if (p === undefined || p === initrd) return initrd;
+  return { file: p.file, size: p.size, bytes: p.bytes, parts: [{ source: p.file, size: p.size, bytes: p.bytes }] };
 }

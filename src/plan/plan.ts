@@ -47,6 +47,23 @@ export function standardFree(memory: MemoryMap): Range[] {
   return subtract(memory.ram, memory.reserved.map((r) => r.range));
 }
 
+/**
+ * What /proc/iomem calls the running kernel's own image under System RAM
+ * (kernel/resource.c, arch/x86/kernel/setup.c, arch/arm64/kernel/setup.c).
+ */
+export const RUNNING_KERNEL_RESOURCES = ['Kernel code', 'Kernel rodata', 'Kernel data', 'Kernel bss'] as const;
+
+/**
+ * Free RAM for a segment that must sit at one address (a vmlinux's
+ * PT_LOADs): the running kernel's image counts as free, since kexec
+ * writes the destination pages only at reboot, once that kernel has
+ * stopped; firmware and other reservations do not.
+ */
+export function standardFreeForFixed(memory: MemoryMap): Range[] {
+  const running = new Set<string>(RUNNING_KERNEL_RESOURCES);
+  return subtract(memory.ram, memory.reserved.filter((r) => !running.has(r.name)).map((r) => r.range));
+}
+
 /** Free memory for the quick path: the region (as far as it is RAM), minus anything else reserved inside it. */
 export function quickFree(memory: MemoryMap): Range[] {
   const quick = memory.quick;
@@ -96,9 +113,13 @@ function tryQuick(input: PlanInput, shapes: Shape[]): QuickAttempt {
   // Big enough, yet the payload does not go in: an address window the
   // region is outside of (fixed ELF addresses, x86's below-4 GiB data), an
   // unaligned region, or something else reserved inside it.
+  const f = placed.failed;
+  const why = isFixed(f)
+    ? `the ${f.req.role} must run at its link address ${formatRange({ start: f.req.min, end: f.req.max })} (an ELF vmlinux carries no relocations), which the region does not cover`
+    : placed.why;
   return {
     ok: false,
-    reason: `${region} cannot hold the payload: ${placed.why}`,
+    reason: `${region} cannot hold the payload: ${why}`,
     remedy: isFixed(placed.failed)
       ? 'load a relocatable kernel image (bzImage or Image): an ELF vmlinux must run at its linked physical addresses'
       : `boot with ${param} (a 2 MiB aligned region${input.arch === 'x86_64' ? ' below 4 GiB' : ''})`,
@@ -107,7 +128,7 @@ function tryQuick(input: PlanInput, shapes: Shape[]): QuickAttempt {
 
 function standard(input: PlanInput, shapes: Shape[], reason: string): KexecPlan {
   const free = standardFree(input.memory);
-  const placed = placeAll(shapes, free, floorOf(input.arch), 'free RAM');
+  const placed = placeAll(shapes, free, floorOf(input.arch), 'free RAM', standardFreeForFixed(input.memory));
   if (placed.ok) return finish(input, 'standard', reason, placed.segments);
 
   const payload = shapes.reduce((n, s) => n + s.memsz, 0n);
@@ -115,7 +136,8 @@ function standard(input: PlanInput, shapes: Shape[], reason: string): KexecPlan 
     // Name what is in the way: that is what the user can act on.
     const f = placed.failed;
     const at = { start: f.req.min, end: f.req.max };
-    const inTheWay = input.memory.reserved.filter((r) => overlaps(r.range, at)).map((r) => `"${r.name}"`);
+    const running = new Set<string>(RUNNING_KERNEL_RESOURCES);
+    const inTheWay = input.memory.reserved.filter((r) => overlaps(r.range, at) && !running.has(r.name)).map((r) => `"${r.name}"`);
     const notRam = subtract([at], input.memory.ram).length > 0;
     const blockers = [...new Set(inTheWay)].concat(notRam ? ['memory that is not System RAM'] : []);
     if (blockers.length === 0) blockers.push('another fixed segment');

@@ -9,7 +9,6 @@
  * module is missing, and the CommonJS loader does not depend on
  * import.meta.dirname, which older Node releases lack.
  */
-import { writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Arch } from '../image/types.ts';
 import { SystemError } from '../errors.ts';
@@ -50,6 +49,7 @@ interface Libc {
   sync: () => void;
   flock: (fd: number, op: number) => number;
   memfd_create: (name: string, flags: number) => number;
+  fcntl: (...args: any[]) => number;
 }
 
 let libc: Libc | undefined;
@@ -73,6 +73,7 @@ function loadLibc(): Libc {
     sync: lib.func('void sync(void)'),
     flock: lib.func('int flock(int fd, int operation)'),
     memfd_create: lib.func('int memfd_create(const char *name, unsigned int flags)'),
+    fcntl: lib.func('int fcntl(int fd, int cmd, ...)'),
   };
   return libc;
 }
@@ -155,22 +156,26 @@ export function kexecFileUnload(arch: Arch): number {
   return result(c, ret);
 }
 
-/** MFD_CLOEXEC (include/uapi/linux/memfd.h). */
-const MFD_CLOEXEC = 1;
+/** linux/memfd.h, linux/fcntl.h */
+export const MFD_CLOEXEC = 0x1;
+export const MFD_ALLOW_SEALING = 0x2;
+export const F_ADD_SEALS = 1033;
+export const F_SEAL_SEAL = 0x1;
+export const F_SEAL_SHRINK = 0x2;
+export const F_SEAL_GROW = 0x4;
+export const F_SEAL_WRITE = 0x8;
 
-/**
- * A memfd holding `bytes`, for kexec_file_load's initramfs fd when the
- * initramfs exists only in memory (unpacked). The caller closes it.
- */
-export function memfdWithBytes(name: string, bytes: Uint8Array): number {
+/** memfd_create(2): the new fd, or -errno. */
+export function memfdCreate(name: string, flags: number): number {
   const c = loadLibc();
-  const fd = c.memfd_create(name, MFD_CLOEXEC);
-  if (fd < 0) {
-    const errno = c.koffi.errno() as number;
-    throw new SystemError('memfd', `memfd_create failed (errno ${errno}): cannot hand the unpacked initramfs to kexec_file_load`, { errno, remedy: 'use --syscall classic, or --no-unpack' });
-  }
-  for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at, bytes.length - at);
-  return fd;
+  const fd = c.memfd_create(name, flags);
+  return fd < 0 ? -c.koffi.errno() : fd;
+}
+
+/** fcntl(fd, F_ADD_SEALS, seals); returns errno or 0. */
+export function addSeals(fd: number, seals: number): number {
+  const c = loadLibc();
+  return result(c, c.fcntl(fd, F_ADD_SEALS, 'int', seals));
 }
 
 /** sys/file.h */
@@ -212,8 +217,8 @@ export interface KexecCalls {
   kexecFileUnload: typeof kexecFileUnload;
   syncAndRebootKexec: typeof syncAndRebootKexec;
   rebootKexecNoSync: typeof rebootKexecNoSync;
-  /** An fd holding bytes (default memfdWithBytes). */
-  memfd?: typeof memfdWithBytes;
+  /** A read-only fd holding `bytes` for kexec_file_load (default: memfd.ts readOnlyMemfd). */
+  memfd?: (name: string, bytes: Uint8Array) => number;
 }
 
-export const KERNEL: KexecCalls = { kexecLoad, kexecFileLoad, kexecUnload, kexecFileUnload, syncAndRebootKexec, rebootKexecNoSync, memfd: memfdWithBytes };
+export const KERNEL: KexecCalls = { kexecLoad, kexecFileLoad, kexecUnload, kexecFileUnload, syncAndRebootKexec, rebootKexecNoSync };

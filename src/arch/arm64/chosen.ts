@@ -14,7 +14,11 @@
  * - linux,elfcorehdr, linux,usable-memory-range: dropped, they describe a
  *   crash kernel's view of memory.
  *
- * Everything else, memreserve entries included, is kept.
+ * Everything else, memreserve entries included, is kept. When the base is
+ * not the running tree (a UKI's .dtb), the running tree's EFI properties
+ * (linux,uefi-system-table, linux,uefi-mmap-*) are carried into /chosen,
+ * as the EFI stub adds them to whatever tree it boots with: without them
+ * the new kernel would not know it runs on EFI, nor use its memory map.
  *
  * The output size depends only on the base tree, the command line and
  * whether there is an initrd, never on the initrd's addresses: initrd props
@@ -23,7 +27,7 @@
  */
 import { QkexecError } from '../../errors.ts';
 import { hex } from '../../memory/range.ts';
-import { getOrCreateNode, parseFdt, propString, propU64, serializeFdt } from '../../fdt/fdt.ts';
+import { findNode, getOrCreateNode, parseFdt, propString, propU64, serializeFdt } from '../../fdt/fdt.ts';
 import type { FdtNode } from '../../fdt/fdt.ts';
 import { ARM64_DTB_MAX_SIZE } from './boot.ts';
 
@@ -50,6 +54,17 @@ export interface Arm64DtbOptions {
   initrd?: { start: bigint; end: bigint };
   /** n cryptographically random bytes (crypto.randomBytes in production). */
   random: (n: number) => Uint8Array;
+  /** A tree whose /chosen EFI properties (linux,uefi-*) replace the base's: the running one. */
+  efiChosenFrom?: { bytes: Uint8Array; file: string };
+}
+
+/** The /chosen properties the EFI stub writes (drivers/firmware/efi/libstub/fdt.c). */
+export const EFI_CHOSEN_PREFIX = 'linux,uefi-';
+
+function carryEfiChosen(node: FdtNode, from: { bytes: Uint8Array; file: string }): void {
+  for (const name of [...node.props.keys()]) if (name.startsWith(EFI_CHOSEN_PREFIX)) node.props.delete(name);
+  const running = findNode(parseFdt(from.bytes, from.file).root, chosen.path);
+  for (const [name, value] of running?.props ?? []) if (name.startsWith(EFI_CHOSEN_PREFIX)) node.props.set(name, value);
 }
 
 function randomBytes(random: (n: number) => Uint8Array, n: number): Uint8Array {
@@ -95,6 +110,7 @@ function refreshSeeds(node: FdtNode, random: Arm64DtbOptions['random']): void {
 export function buildArm64Dtb(base: Uint8Array, file: string, opts: Arm64DtbOptions): Uint8Array {
   const fdt = parseFdt(base, file);
   const node = getOrCreateNode(fdt.root, chosen.path);
+  if (opts.efiChosenFrom) carryEfiChosen(node, opts.efiChosenFrom);
   setBootargs(node, opts.bootargs);
   setInitrd(node, opts.initrd);
   refreshSeeds(node, opts.random);
@@ -107,8 +123,9 @@ export function buildArm64Dtb(base: Uint8Array, file: string, opts: Arm64DtbOpti
 }
 
 /** The size buildArm64Dtb's output will have, before the initrd is placed. */
-export function arm64DtbSize(base: Uint8Array, file: string, opts: { bootargs: string; initrd: boolean }): number {
+export function arm64DtbSize(base: Uint8Array, file: string, opts: { bootargs: string; initrd: boolean; efiChosenFrom?: Arm64DtbOptions['efiChosenFrom'] }): number {
   return buildArm64Dtb(base, file, {
+    efiChosenFrom: opts.efiChosenFrom,
     bootargs: opts.bootargs,
     initrd: opts.initrd ? { start: 0n, end: 0n } : undefined,
     random: (n) => new Uint8Array(n),

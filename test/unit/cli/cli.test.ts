@@ -6,15 +6,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { bzImage, arm64Image } from '../image/fixtures.ts';
 import { qemuVirtDtb } from '../fdt/fixtures.ts';
 import { cleanup, memmapFiles, sysroot, tmp, writeTree, x86Iomem, arm64Iomem, X86_QUICK } from '../load/fixtures.ts';
+import { qkexec } from './run.ts';
 
-const REPO = new URL('../../../', import.meta.url).pathname;
-const MAIN = new URL('src/cli/main.ts', 'file://' + REPO).pathname;
 const dir = writeTree(tmp('qkexec-cli-'), {
   bzImage: bzImage({ kernelLength: 0x30000, init_size: 0x200000 }),
   Image: arm64Image({ length: 0x40000, image_size: 0x80000n }),
@@ -27,11 +25,6 @@ const dir = writeTree(tmp('qkexec-cli-'), {
 });
 test.after(cleanup);
 const f = (name: string) => join(dir, name);
-
-function qkexec(...args: string[]) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', MAIN, ...args], { encoding: 'utf8', cwd: REPO });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 /** A failure: non-zero, and stderr is exactly one line "qkexec: ... -- ...". */
 function failsWithOneLine(r: ReturnType<typeof qkexec>, code: number, re: RegExp) {
