@@ -44,6 +44,11 @@ have mmdebstrap || need="$need mmdebstrap"
 have mkfs.ext4 || need="$need e2fsprogs"
 have dpkg-deb || need="$need dpkg"
 have lintian || need="$need lintian"
+# The systemd guest's EFI system partition (a GPT disk image with a vfat
+# partition, filled without mounting it)
+have sfdisk || need="$need fdisk"
+have mkfs.vfat || need="$need dosfstools"
+have mcopy || need="$need mtools"
 have zstd || need="$need zstd"
 have lz4 || need="$need lz4"
 have lzop || need="$need lzop"

@@ -29,6 +29,12 @@ export interface GuestOptions {
    * runtime services, variables and (arm64) a GICv3 ITS.
    */
   firmware?: UefiFirmware;
+  /**
+   * Default true: a guest reboot ends QEMU (-no-reboot). false: QEMU resets
+   * the machine and boots its -kernel/-initrd/-append again, as firmware
+   * would (a cold reboot).
+   */
+  exitOnReboot?: boolean;
 }
 
 export interface SerialLine {
@@ -71,7 +77,7 @@ export function machineArgs(o: Pick<GuestOptions, 'arch' | 'firmware'>): string[
 
 export function qemuCommand(o: GuestOptions): { cmd: string; args: string[] } {
   const mem = String(o.memMB ?? 1024);
-  const common = ['-m', mem, '-smp', '1', '-nographic', '-no-reboot', '-nic', 'none'];
+  const common = ['-m', mem, '-smp', '1', '-nographic', ...(o.exitOnReboot === false ? [] : ['-no-reboot']), '-nic', 'none'];
   const boot = [...(o.firmware ? firmwareArgs(o.firmware) : []), '-kernel', o.kernel, '-initrd', o.initrd];
   if (o.arch === 'x86_64') {
     return {

@@ -159,6 +159,11 @@ export interface Scenario {
   /** qkexec bundle directory; built with `npm run bundle` when absent. */
   bundleDir?: string;
   /**
+   * How the guest runs qkexec (default `node /qkexec/qkexec.mjs`): e.g. the
+   * command an npm install put under bundleDir (/qkexec/bin/qkexec).
+   */
+  qkexecCommand?: string[];
+  /**
    * Put node and the qkexec bundle in the first stage even when no step
    * uses qkexec, so that guests of different loaders hold the same files
    * (under TCG what sits in and ran from RAM changes the timings: see
@@ -259,7 +264,7 @@ export interface RunOptions {
   echo?: boolean;
 }
 
-const QKEXEC = `node ${QKEXEC_DIR}/qkexec.mjs`;
+const QKEXEC = ['node', `${QKEXEC_DIR}/qkexec.mjs`];
 /** The bundle's native program (src/native/): exec without Node. */
 export const QKEXEC_NATIVE = `${QKEXEC_DIR}/bin/qkexec`;
 
@@ -283,11 +288,11 @@ export const QUICK_REGION_SH = [
   '}',
 ].join('\n');
 
-function loadArgv(loader: Loader, kernel: string, initrd: string | null, append: string, extra: string[]): Word[] {
+function loadArgv(loader: Loader, kernel: string, initrd: string | null, append: string, extra: string[], qkexec: string[]): Word[] {
   if (isQkexec(loader)) {
     const syscall = qkexecSyscall(loader);
     return [
-      ...QKEXEC.split(' '), 'load', '--kernel', kernel,
+      ...qkexec, 'load', '--kernel', kernel,
       ...(initrd === null ? [] : ['--initrd', initrd]),
       '--append', append, '--syscall', syscall, ...extra,
     ];
@@ -302,13 +307,14 @@ function loadArgv(loader: Loader, kernel: string, initrd: string | null, append:
   return ['kexec', '-l', kernel, ...(initrd === null ? [] : [`--initrd=${initrd}`]), `--append=${append}`, ...flag, ...extra];
 }
 
-export function execCommandOf(s: Pick<Scenario, 'loader' | 'qkexecExec'>, st: ExecStep): ExecCommand {
+export function execCommandOf(s: Pick<Scenario, 'loader' | 'qkexecExec' | 'qkexecCommand'>, st: ExecStep): ExecCommand {
   if (st.command !== undefined) return st.command;
-  return isQkexec(st.loader ?? s.loader) ? (s.qkexecExec ?? 'native') : 'kexec-tools';
+  // A guest that runs qkexec as an installed command (qkexecCommand) execs with it too.
+  return isQkexec(st.loader ?? s.loader) ? (s.qkexecExec ?? (s.qkexecCommand ? 'node' : 'native')) : 'kexec-tools';
 }
 
-function execArgv(command: ExecCommand): string[] {
-  return { native: [QKEXEC_NATIVE, 'exec'], node: [...QKEXEC.split(' '), 'exec'], 'kexec-tools': ['kexec', '-e'] }[command];
+function execArgv(command: ExecCommand, qkexec: string[]): string[] {
+  return { native: [QKEXEC_NATIVE, 'exec'], node: [...qkexec, 'exec'], 'kexec-tools': ['kexec', '-e'] }[command];
 }
 
 export function secondAppend(s: Scenario, token: string): string {
@@ -345,11 +351,12 @@ export function scenarioScript(s: Scenario, token: string): string {
         st.initrd === undefined ? I2 : st.initrd,
         st.append ?? secondAppend(s, token),
         [...(s.loaderArgs ?? []), ...(st.args ?? [])],
+        s.qkexecCommand ?? QKEXEC,
       );
       if ((st.loader ?? s.loader) === 'kexec-tools-quick-region') lines.push(QUICK_REGION_SH, 'qk_region');
       lines.push(`qk_load ${shQuote(st.name ?? 'main')} ${st.expectFail ? 'fail' : 'ok'} ${argv.map(word).join(' ')}`);
     } else {
-      const argv = st.argv ?? execArgv(execCommandOf(s, st));
+      const argv = st.argv ?? execArgv(execCommandOf(s, st), s.qkexecCommand ?? QKEXEC);
       lines.push('echo QKLAB:exec', `${argv.map(shQuote).join(' ')}`, 'qk_fail "exec returned with rc=$?"');
     }
   }
