@@ -232,7 +232,8 @@ async function reserveFor(g: Guest, kernel: string): Promise<bigint> {
     const s = { arch: g.arch, secondCheck: efiSecondCheck('efi2', []) } as Scenario;
     const i2 = await buildSecondInitrd(s, assets.busybox, token, `qklab-marker-${token}`, join(work, 'i2'));
     const r = await run(process.execPath, [join(await ensureBundle(g.arch), 'qkexec.mjs'), 'plan', '--reserve', '--json', '--kernel', kernel, '--initrd', i2.path, '--append', secondAppend(s, token), '--sysroot', SYSROOT[g.arch]]);
-    return BigInt((JSON.parse(r.stdout) as { size: string }).size);
+    // Packed: kexec_file_load takes the bzImage as it is, and both syscalls load in place here.
+    return BigInt((JSON.parse(r.stdout) as { packedSize: string }).packedSize);
   } finally {
     await rm(work, { recursive: true, force: true });
   }
@@ -247,7 +248,7 @@ function reserveInGuest(arch: Arch): Step {
 function assertReserveEnough(r: ScenarioResult, reserved: bigint): void {
   const inGuest = ran(r, 'reserve');
   assert.equal(inGuest.rc, 0, inGuest.err.join('\n'));
-  const need = BigInt((JSON.parse(inGuest.out.join('\n')) as { size: string }).size);
+  const need = BigInt((JSON.parse(inGuest.out.join('\n')) as { packedSize: string }).packedSize);
   assert.ok(need <= reserved, `plan --reserve in the UEFI guest asks for ${need} bytes; ${reserved} were reserved from the host's answer`);
 }
 
