@@ -257,7 +257,9 @@ export async function planReserve(arch: Arch, kernel: string, initrd: string, wo
     ...(arch === 'arm64' ? ['--fdt', await virtDtb(work)] : []),
   ];
   const r = await run(process.execPath, args, { cwd: REPO_ROOT });
-  const size = (JSON.parse(r.stdout) as { size: string }).size;
+  // The packed size: it holds the payload for kexec_file_load too, which
+  // cannot load an unpacked bzImage (size is the unpacked payload's).
+  const size = (JSON.parse(r.stdout) as { packedSize: string }).packedSize;
   return BigInt(size);
 }
 
