@@ -257,10 +257,13 @@ export async function planReserve(arch: Arch, kernel: string, initrd: string, wo
     ...(arch === 'arm64' ? ['--fdt', await virtDtb(work)] : []),
   ];
   const r = await run(process.execPath, args, { cwd: REPO_ROOT });
-  // The packed size: it holds the payload for kexec_file_load too, which
-  // cannot load an unpacked bzImage (size is the unpacked payload's).
-  const size = (JSON.parse(r.stdout) as { packedSize: string }).packedSize;
-  return BigInt(size);
+  // size is for the payload unpacked; kexec_file_load cannot load an
+  // unpacked bzImage, so the region must hold the packed one too (which
+  // is the larger when the initramfs is uncompressed, the smaller when it
+  // is, say, zstd). auto then unpacks whatever still fits.
+  const j = JSON.parse(r.stdout) as { size: string; packedSize: string };
+  const [size, packed] = [BigInt(j.size), BigInt(j.packedSize)];
+  return size > packed ? size : packed;
 }
 
 function fmt(ms: number | undefined): string {
