@@ -391,7 +391,15 @@ function program(setExit: (code: number) => void): Command {
     }
     if (o.reserve) {
       // A reservation makes the path quick, where auto unpacks: size it for the unpacked payload unless --no-unpack.
-      const r = unpackPayload(packed, { ...context, option: unpackOf(o) === 'off' ? 'off' : 'on', strategy: 'quick' });
+      let r: ReturnType<typeof unpackPayload>;
+      try {
+        r = unpackPayload(packed, { ...context, option: unpackOf(o) === 'off' ? 'off' : 'on', strategy: 'quick' });
+      } catch (e) {
+        // Only --unpack insists; under auto a payload that cannot be unpacked loads as it is.
+        if (unpackOf(o) === 'on' || !(e instanceof QkexecError)) throw e;
+        err(`note: unpack: ${e.message}: sized for the payload as it is`);
+        r = unpackPayload(packed, { ...context, option: 'off', strategy: 'quick' });
+      }
       const requests = requestsFor(r.unpacked ?? packed, inputs);
       const size = reserveSize(requests);
       const reload = reloadReserveSize(requests);

@@ -176,3 +176,16 @@ test('kdump: load --crash --dry-run on a fixture machine reports the crash check
   assert.deepEqual(j.crash.region, { start: '0x20000000', end: '0x28000000' });
   assert.equal(j.plan.strategy, 'crash');
 });
+
+test('plan --reserve: a bzImage whose payload cannot be unpacked is sized as it is under auto, refused with --unpack', () => {
+  // The fixture's payload is filler, not a compressed kernel: what a corrupt or unknown codec looks like.
+  const auto = qkexec('plan', '--reserve', '--json', f('bzImage'), '--iomem', f('iomem'), '--memmap', f('memmap'));
+  assert.equal(auto.code, 0, auto.stderr);
+  const j = JSON.parse(auto.stdout) as { size: string; packedSize: string; unpacked: boolean };
+  assert.equal(j.unpacked, false);
+  assert.equal(j.size, j.packedSize);
+  assert.match(auto.stderr, /^note: unpack: .*not a compressed kernel this loader reads.*: sized for the payload as it is$/m);
+  const off = JSON.parse(qkexec('plan', '--reserve', '--json', '--no-unpack', f('bzImage'), '--iomem', f('iomem'), '--memmap', f('memmap')).stdout) as { size: string };
+  assert.equal(off.size, j.size, 'the same size --no-unpack gives');
+  failsWithOneLine(qkexec('plan', '--reserve', '--unpack', f('bzImage'), '--iomem', f('iomem'), '--memmap', f('memmap')), 1, /not a compressed kernel this loader reads/);
+});
