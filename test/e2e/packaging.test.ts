@@ -132,7 +132,7 @@ describe('Debian package', { concurrency: 1 }, () => {
     const before = snapshot(root);
 
     await install(root, debs.get('amd64')!);
-    assert.equal((await ch(root, 'readlink', '-f', '/sbin/kexec')).stdout.trim(), '/usr/lib/qkexec/qkexec.mjs');
+    assert.equal((await ch(root, 'readlink', '-f', '/sbin/kexec')).stdout.trim(), '/usr/lib/qkexec/bin/kexec');
     assert.equal(md5(join(root, 'usr/sbin/kexec.kexec-tools')), ktBinary, "kexec-tools' binary, renamed");
     assert.equal(existsSync(join(root, 'usr/sbin/kexec.usr-is-merged')), false);
     assert.deepEqual(await diversions(root), QKEXEC_DIVERSIONS);
@@ -176,7 +176,7 @@ describe('Debian package', { concurrency: 1 }, () => {
     await install(root, debs.get('amd64')!);
     await install(root, kexecToolsDeb);
     const kt = kexecToolsFiles(root);
-    assert.equal((await ch(root, 'readlink', '-f', '/sbin/kexec')).stdout.trim(), '/usr/lib/qkexec/qkexec.mjs', 'still qkexec');
+    assert.equal((await ch(root, 'readlink', '-f', '/sbin/kexec')).stdout.trim(), '/usr/lib/qkexec/bin/kexec', 'still qkexec');
     assert.equal(md5(join(root, 'usr/sbin/kexec.kexec-tools')), kt.get('sbin/kexec'), 'kexec-tools unpacked its binary at the diverted name');
     assert.equal((await ch(root, 'dpkg', '--verify', 'kexec-tools')).stdout, '');
 
