@@ -28,6 +28,13 @@ let kexecToolsDeb = '';
 
 const env = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', DEBIAN_FRONTEND: 'noninteractive', LC_ALL: 'C' };
 const ch = (root: string, ...cmd: string[]) => run('chroot', [root, ...cmd], { env });
+/**
+ * chroot with /proc mounted, as on an installed system: the package's
+ * native kexec/qkexec find their bundle through /proc/self/exe. The mount
+ * lives in a private mount namespace and goes with the command.
+ */
+const chp = (root: string, ...cmd: string[]) =>
+  run('unshare', ['--mount', '--fork', 'sh', '-c', 'mount -t proc proc "$1/proc" && exec chroot "$@"', 'sh', root, ...cmd], { env });
 
 /** Paths dpkg itself rewrites on every operation: its databases, logs and debconf's. */
 const DPKG_STATE = /^(var\/lib\/dpkg\/|var\/log\/dpkg\.log|var\/cache\/debconf\/|var\/log\/apt\/)/;
@@ -142,11 +149,11 @@ describe('Debian package', { concurrency: 1 }, () => {
     assert.ok(lstatSync(join(root, 'etc/systemd/system/multi-user.target.wants/qkexec-load.service')).isSymbolicLink(), 'qkexec-load.service enabled');
 
     // Debian 12's node runs the installed bundle; kexec -p is qkexec's too (kdump).
-    assert.equal((await ch(root, '/sbin/kexec', '--version')).stdout.trim(), packageVersion());
-    const p = await ch(root, '/sbin/kexec', '-p', '--help');
+    assert.equal((await chp(root, '/sbin/kexec', '--version')).stdout.trim(), packageVersion());
+    const p = await chp(root, '/sbin/kexec', '-p', '--help');
     assert.match(p.stdout, /^Usage: qkexec /, 'kexec -p is answered by qkexec, not handed to kexec-tools');
     writeTree(join(root, 'tmp/fx'), { iomem: x86Iomem(true), ...memmapFiles('memmap'), bzImage: bzImage() });
-    const plan = await ch(root, 'qkexec', 'plan', '--kernel', '/vmlinuz', '--initrd', '/initrd.img', '--iomem', '/tmp/fx/iomem', '--memmap', '/tmp/fx/memmap', '--reserve');
+    const plan = await chp(root, 'qkexec', 'plan', '--kernel', '/vmlinuz', '--initrd', '/initrd.img', '--iomem', '/tmp/fx/iomem', '--memmap', '/tmp/fx/memmap', '--reserve');
     assert.match(plan.stdout, /^quickkexec=\d+M /, "qkexec plan --reserve on Debian's own kernel and initramfs");
     rmSync(join(root, 'tmp/fx'), { recursive: true });
 
