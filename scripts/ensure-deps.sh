@@ -44,10 +44,20 @@ have mmdebstrap || need="$need mmdebstrap"
 have mkfs.ext4 || need="$need e2fsprogs"
 have dpkg-deb || need="$need dpkg"
 have lintian || need="$need lintian"
+# The systemd guest's EFI system partition (a GPT disk image with a vfat
+# partition, filled without mounting it)
+have sfdisk || need="$need fdisk"
+have mkfs.vfat || need="$need dosfstools"
+have mcopy || need="$need mtools"
 have zstd || need="$need zstd"
 have lz4 || need="$need lz4"
 have lzop || need="$need lzop"
 have bzip2 || need="$need bzip2"
+# The native exec program's tests: run the arm64 one on this host, watch its
+# syscalls; hyperfine times process start-ups for bench/.
+have qemu-aarch64 || need="$need qemu-user"
+have strace || need="$need strace"
+have hyperfine || need="$need hyperfine"
 
 if ! dpkg --print-foreign-architectures | grep -qx arm64; then
   dpkg --add-architecture arm64

@@ -42,3 +42,17 @@ export class SystemError extends QkexecError {
     this.errno = opts.errno;
   }
 }
+
+/** What to do, for errors raised without a remedy of their own. */
+export function defaultRemedy(e: QkexecError): string {
+  if (e instanceof FormatError) return `check that ${e.file} is the right file and complete`;
+  if (e instanceof PlanError) return 'run qkexec plan with the same arguments to see where each segment would go';
+  return 'run with --verbose for details';
+}
+
+const oneLine = (s: string) => s.replace(/\s*\n\s*/g, ' ').trim();
+
+/** The one line every failing command prints: "qkexec: <what failed> -- <what to do>". */
+export function errorLine(e: QkexecError): string {
+  return `qkexec: ${oneLine(e.message)} -- ${oneLine(e.remedy ?? defaultRemedy(e))}`;
+}

@@ -6,6 +6,16 @@
  *   DIR/qkexec.mjs                          the CLI, one ESM file (esbuild)
  *   DIR/node_modules/koffi/                 koffi's JavaScript
  *   DIR/node_modules/@koromix/koffi-linux-<cpu>/  its native module
+ *   DIR/bin/qkexec, DIR/bin/kexec           a static executable for the
+ *                                           arch (src/native/): execs the
+ *                                           loaded kernel itself, hands
+ *                                           every other command to the CLI
+ *
+ * bin/ is what to put in PATH (or link as /sbin/kexec): `kexec -e` and
+ * `qkexec exec`, on the reboot's critical path, then never start Node.
+ *
+ * `--arch x86_64,arm64` puts both native modules in one directory (the npm
+ * package ships that: koffi picks its own at run time by process.arch).
  *
  * koffi stays outside the bundle because it loads a native .node file by
  * path. The native package for another architecture is fetched with
@@ -14,11 +24,12 @@
  */
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Arch } from '../image/types.ts';
+import { nativeExec } from '../native/build.ts';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const NODE_MODULES = join(REPO, 'node_modules');
@@ -36,7 +47,11 @@ function json(file: string): { version: string } {
   return JSON.parse(readFileSync(file, 'utf8')) as { version: string };
 }
 
-/** koffi's JavaScript (its C++ sources, docs and vendored headers are not needed at run time). */
+/**
+ * koffi's JavaScript. Not needed at run time: its C++ sources, docs and
+ * vendored headers, and its build tools (cnoke.cjs builds koffi from source
+ * at npm install, trampolines.cjs generates code).
+ */
 function copyKoffiJs(dest: string): void {
   const src = join(NODE_MODULES, 'koffi');
   cpSync(src, dest, {
@@ -46,9 +61,22 @@ function copyKoffiJs(dest: string): void {
       if (rel === '') return true;
       if (/^(doc|lib|vendor)(\/|$)/.test(rel)) return false;
       if (statSync(p).isDirectory()) return true;
+      if (/(^|\/)(cnoke|trampolines)\.cjs$/.test(rel)) return false;
       return /\.(c?js|json|d\.ts)$/.test(rel) || /^LICENSE/.test(rel);
     },
   });
+  removeEmptyDirs(dest);
+}
+
+/** cpSync's filter keeps a directory whose files it then drops; remove what ends up empty. */
+function removeEmptyDirs(dir: string): boolean {
+  let empty = true;
+  for (const e of readdirSync(dir)) {
+    const p = join(dir, e);
+    if (statSync(p).isDirectory() && removeEmptyDirs(p)) rmSync(p, { recursive: true });
+    else empty = false;
+  }
+  return empty;
 }
 
 /** The per-platform native package: from node_modules when installed, else npm pack into the cache. */
@@ -82,7 +110,9 @@ function checkNative(dir: string, arch: Arch): string {
   return file;
 }
 
-export async function bundle(arch: Arch, out: string): Promise<void> {
+export async function bundle(arches: Arch | readonly Arch[], out: string): Promise<void> {
+  const archList: readonly Arch[] = typeof arches === 'string' ? [arches] : arches;
+  if (archList.length === 0) throw new Error('no architecture to bundle for');
   const version = json(join(REPO, 'package.json')).version;
   const koffiVersion = json(join(NODE_MODULES, 'koffi', 'package.json')).version;
   mkdirSync(out, { recursive: true });
@@ -107,15 +137,44 @@ export async function bundle(arch: Arch, out: string): Promise<void> {
   const nm = join(out, 'node_modules');
   rmSync(nm, { recursive: true, force: true });
   copyKoffiJs(join(nm, 'koffi'));
-  const native = nativePackage(arch, koffiVersion);
-  const dest = join(nm, '@koromix', `koffi-linux-${NODE_CPU[arch]}`);
-  cpSync(native, dest, { recursive: true });
-  checkNative(dest, arch);
-  writeFileSync(join(out, 'BUNDLE'), `qkexec ${version} for ${arch} (linux-${NODE_CPU[arch]}), koffi ${koffiVersion}\nrun: node qkexec.mjs --help\n`);
+  for (const arch of archList) {
+    const native = nativePackage(arch, koffiVersion);
+    const dest = join(nm, '@koromix', `koffi-linux-${NODE_CPU[arch]}`);
+    cpSync(native, dest, { recursive: true });
+    checkNative(dest, arch);
+  }
+  const platforms = archList.map((a) => `${a} (linux-${NODE_CPU[a]})`).join(', ');
+  // The native program is one ELF per arch and finds qkexec.mjs as
+  // DIR/bin/<name> → DIR/qkexec.mjs: a bundle for one arch carries it; a
+  // bundle for several (the npm package) runs everything through Node.
+  if (archList.length === 1) {
+    // Two names for one program: it answers kexec-tools' spellings under either, and
+    // reads `kexec KERNEL` as load-and-boot only under the name kexec (as the CLI does).
+    const bin = join(out, 'bin');
+    mkdirSync(bin, { recursive: true });
+    const exe = nativeExec(archList[0]!);
+    for (const name of ['qkexec', 'kexec']) {
+      writeFileSync(join(bin, name), exe);
+      chmodSync(join(bin, name), 0o755); // writeFileSync's mode would not apply to a file already there
+    }
+    writeFileSync(join(out, 'BUNDLE'), `qkexec ${version} for ${platforms}, koffi ${koffiVersion}\nrun: bin/qkexec --help (or node qkexec.mjs --help); bin/kexec -e and bin/qkexec exec boot the loaded kernel without Node\n`);
+  } else {
+    writeFileSync(join(out, 'BUNDLE'), `qkexec ${version} for ${platforms}, koffi ${koffiVersion}\nrun: node qkexec.mjs --help\n`);
+  }
+}
+
+/** `--arch` values: one arch, or several separated by commas ("x86_64,arm64"). */
+export function parseArchList(v: string): Arch[] {
+  const out: Arch[] = [];
+  for (const a of v.split(',').map((x) => x.trim())) {
+    if (a !== 'x86_64' && a !== 'arm64') throw new Error(`--arch must be x86_64, arm64 or both separated by a comma, not ${JSON.stringify(a)}`);
+    if (!out.includes(a)) out.push(a);
+  }
+  return out;
 }
 
 function usage(msg: string): never {
-  process.stderr.write(`bundle: ${msg} -- usage: npm run bundle -- --arch x86_64|arm64 --out DIR\n`);
+  process.stderr.write(`bundle: ${msg} -- usage: npm run bundle -- --arch x86_64|arm64|x86_64,arm64 --out DIR\n`);
   process.exit(2);
 }
 
@@ -134,15 +193,21 @@ async function cli(argv: string[]): Promise<void> {
       usage(`unknown argument ${a}`);
     }
   }
-  if (arch !== 'x86_64' && arch !== 'arm64') usage(`--arch must be x86_64 or arm64${arch ? `, not ${arch}` : ''}`);
+  if (arch === undefined) usage('--arch is required');
+  let arches: Arch[];
+  try {
+    arches = parseArchList(arch);
+  } catch (e) {
+    usage((e as Error).message);
+  }
   if (!out) usage('--out DIR is required');
   try {
-    await bundle(arch, resolve(out));
+    await bundle(arches, resolve(out));
   } catch (e) {
     process.stderr.write(`bundle: ${(e as Error).message}\n`);
     process.exit(1);
   }
-  process.stdout.write(`bundle: wrote ${resolve(out)}/qkexec.mjs for ${arch}\n`);
+  process.stdout.write(`bundle: wrote ${resolve(out)}/qkexec.mjs for ${arches.join(', ')}\n`);
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

@@ -8,6 +8,14 @@
  * non-option argument, and long options take `--opt=value` or `--opt value`.
  * `kexec KERNEL` with no action loads and boots at once; qkexec honours
  * that only when it runs under the name `kexec` (implicitExec).
+ *
+ * kdump tools load and unload the crash kernel with `-p` (Debian's
+ * kdump-config: `kexec -p [-s] [--args-linux] $KDUMP_KEXEC_ARGS
+ * --command-line="…" --initrd=FILE KERNEL`, unload `kexec [-s] -p -u`;
+ * Fedora's kdumpctl: `kexec -p -d [-s] … --command-line=… --initrd=… KERNEL`,
+ * unload `kexec -p -u`), and ask whether one is loaded with `-S`, whose
+ * type is the crash kernel unless `-l` is given and whose exit status is
+ * kexec-tools' own: 1 when loaded, 0 when not.
  */
 import { QkexecError } from '../errors.ts';
 
@@ -52,6 +60,13 @@ const OPTS: Record<string, OptSpec> = {
   memMin: { long: ['mem-min'], arg: true },
   memMax: { long: ['mem-max'], arg: true },
   type: { short: 't', long: ['type'], arg: true },
+  noefi: { long: ['noefi'], arg: false },
+  // x86 and arm64 kdump options kdump tools pass through KDUMP_KEXEC_ARGS / KEXEC_ARGS.
+  argsLinux: { long: ['args-linux'], arg: false },
+  elf64CoreHeaders: { long: ['elf64-core-headers'], arg: false },
+  elf32CoreHeaders: { long: ['elf32-core-headers'], arg: false },
+  dtNoOldRoot: { long: ['dt-no-old-root'], arg: false },
+  hotplug: { long: ['hotplug'], arg: false },
 };
 
 const BY_SHORT = new Map<string, string>();
@@ -62,7 +77,7 @@ for (const [key, spec] of Object.entries(OPTS)) {
 }
 
 function usage(message: string): QkexecError {
-  return new QkexecError('usage', message, { remedy: 'see qkexec --help (kexec-tools spellings: -l KERNEL, -e, -u, -s, -c, -a, --initrd=, --append=)' });
+  return new QkexecError('usage', message, { remedy: 'see qkexec --help (kexec-tools spellings: -l KERNEL, -p KERNEL, -e, -u, -s, -c, -a, --initrd=, --append=)' });
 }
 
 /** Whether argv is already in qkexec's own form (a subcommand first, or nothing at all). */
@@ -129,12 +144,19 @@ export function translateKexecArgv(argv: readonly string[], opts: { implicitExec
 
   if (has('help')) return { commands: [['--help']], notes };
   if (has('version')) return { commands: [['--version']], notes };
-  if (has('panic')) {
-    throw new QkexecError('unsupported', 'qkexec does not load crash (kdump) kernels (-p/--load-panic)', {
-      remedy: 'use kexec-tools for kdump',
+  const crash = has('panic');
+  if (has('elf32CoreHeaders')) {
+    throw new QkexecError('unsupported', '--elf32-core-headers: qkexec writes ELF64 core headers only (what 64-bit kernels read)', { remedy: 'drop --elf32-core-headers' });
+  }
+  if (has('hotplug')) {
+    throw new QkexecError('unsupported', '--hotplug: qkexec does not let the kernel update a kexec_load crash image on CPU or memory hotplug', {
+      remedy: 'use -s (kexec_file_load), whose crash headers the kernel keeps current itself, or reload on hotplug as kdump tools\' udev rule does',
     });
   }
   if (has('type')) notes.push(`--type=${val('type')} ignored: qkexec recognises the image format itself`);
+  if (has('argsLinux')) notes.push('--args-linux accepted: qkexec passes an ELF kernel its command line as it does any kernel');
+  if (has('elf64CoreHeaders')) notes.push('--elf64-core-headers accepted: qkexec always writes ELF64 core headers');
+  if (has('dtNoOldRoot')) notes.push('--dt-no-old-root accepted: qkexec takes no root= from the old device tree\'s bootargs');
   if (positional.length > 1) throw usage(`more than one kernel file given: ${positional.join(', ')}`);
   const kernel = positional[0];
 
@@ -142,12 +164,13 @@ export function translateKexecArgv(argv: readonly string[], opts: { implicitExec
   const common: string[] = [];
   if (has('debug')) common.push('--verbose');
 
-  const actions = ['load', 'exec', 'unload', 'status', 'force'].filter(has);
+  // -S -l asks about the image -l loads, not a second action.
+  const actions = ['load', 'exec', 'unload', 'status', 'force'].filter(has).filter((a) => !(a === 'load' && has('status')));
   if (actions.filter((a) => a !== 'force').length > 1) throw usage(`conflicting actions: ${actions.map((a) => '--' + OPTS[a]!.long[0]).join(', ')}`);
 
   const loadArgs = (): string[] => {
-    if (!kernel) throw usage('no kernel file given to load (kexec -l KERNEL)');
-    const out = ['load', '--kernel', kernel];
+    if (!kernel) throw usage(`no kernel file given to load (kexec ${crash ? '-p' : '-l'} KERNEL)`);
+    const out = ['load', '--kernel', kernel, ...(crash ? ['--crash'] : [])];
     if (val('initrd') !== undefined) out.push('--initrd', val('initrd')!);
     if (val('commandLine') !== undefined) out.push('--command-line', val('commandLine')!);
     if (val('append') !== undefined) out.push('--append', val('append')!);
@@ -155,6 +178,7 @@ export function translateKexecArgv(argv: readonly string[], opts: { implicitExec
     if (val('dtb') !== undefined) out.push('--fdt', val('dtb')!);
     if (val('memMin') !== undefined) out.push('--mem-min', val('memMin')!);
     if (val('memMax') !== undefined) out.push('--mem-max', val('memMax')!);
+    if (has('noefi')) out.push('--noefi');
     if (syscall) out.push('--syscall', syscall);
     return [...out, ...common];
   };
@@ -171,9 +195,13 @@ export function translateKexecArgv(argv: readonly string[], opts: { implicitExec
 
   let commands: string[][];
   if (has('unload')) {
-    commands = [['unload', ...(syscall ? ['--syscall', syscall] : []), ...common]];
+    commands = [['unload', ...(crash ? ['--crash'] : []), ...(syscall ? ['--syscall', syscall] : []), ...common]];
   } else if (has('status')) {
-    commands = [['status', '--check', ...common]];
+    // kexec-tools: the crash kernel's status unless -l; exit 1 when loaded.
+    commands = [['status', '--check', '--kexec-tools-exit', ...(has('load') && !crash ? [] : ['--crash']), ...common]];
+  } else if (crash) {
+    if (has('exec') || has('force')) throw usage('conflicting actions: -p loads a crash kernel, which the kernel boots on panic, not -e');
+    commands = [loadArgs()];
   } else if (has('load')) {
     commands = [loadArgs()];
   } else if (has('exec')) {

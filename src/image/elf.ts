@@ -1,7 +1,12 @@
 /**
  * ELF64 little-endian vmlinux (include/uapi/linux/elf.h): the kernel is
  * loaded segment by segment at its PT_LOAD physical addresses, as
- * kexec_load does for x86 vmlinux. Only what loading needs is read.
+ * kexec_load does for x86 vmlinux (an arm64 vmlinux is laid out as the
+ * Image it contains instead, arm64-elf.ts). Only what loading needs is
+ * read, and all of it is checked first: header fields, every program
+ * header inside the file, every segment's data inside the file, p_filesz
+ * <= p_memsz, no overlap in physical or virtual memory, a span a kernel
+ * can have, and an entry point inside the data of a PT_LOAD.
  */
 import type { Arch, ElfKernel, ElfSegment } from './types.ts';
 import { LeReader, MAX_FOOTPRINT } from './reader.ts';
@@ -115,18 +120,62 @@ export function parseElf(bytes: Uint8Array, file: string, context = ''): ElfKern
   }
   if (segments.length === 0) throw r.fail('ELF has no PT_LOAD segment: nothing to load', e.e_phoff);
 
-  const byPaddr = [...segments].sort((a, b) => (a.paddr < b.paddr ? -1 : a.paddr > b.paddr ? 1 : 0));
-  for (let i = 1; i < byPaddr.length; i++) {
-    const prev = byPaddr[i - 1]!;
-    const cur = byPaddr[i]!;
-    if (cur.paddr < prev.paddr + prev.memsz) {
-      throw r.fail(`PT_LOAD segments overlap in physical memory: ${hx(prev.paddr)}+${hx(prev.memsz)} and ${hx(cur.paddr)}`, e.e_phoff);
+  for (const [space, key] of [['physical', 'paddr'], ['virtual', 'vaddr']] as const) {
+    const sorted = [...segments].sort((a, b) => (a[key] < b[key] ? -1 : a[key] > b[key] ? 1 : 0));
+    for (let i = 1; i < sorted.length; i++) {
+      const prev = sorted[i - 1]!;
+      const cur = sorted[i]!;
+      if (cur[key] < prev[key] + prev.memsz) {
+        throw r.fail(`PT_LOAD segments overlap in ${space} memory: ${hx(prev[key])}+${hx(prev.memsz)} and ${hx(cur[key])}`, e.e_phoff);
+      }
     }
   }
-  // x86 vmlinux's e_entry is physical (phys_startup_64), arm64's virtual.
-  const inside = (a: bigint, s: ElfSegment) => (s.paddr <= a && a < s.paddr + s.memsz) || (s.vaddr <= a && a < s.vaddr + s.memsz);
-  if (!segments.some((s) => inside(entry, s))) {
-    throw r.fail(`e_entry ${hx(entry)} lies outside every PT_LOAD segment`, e.e_entry);
+  const lo = segments.reduce((m, s) => (s.paddr < m ? s.paddr : m), segments[0]!.paddr);
+  const hi = segments.reduce((m, s) => (s.paddr + s.memsz > m ? s.paddr + s.memsz : m), 0n);
+  if (hi - lo > MAX_FOOTPRINT) {
+    throw r.fail(`PT_LOAD segments span ${hx(lo)}-${hx(hi)}, more than 4 GiB of physical memory: not a kernel`, e.e_phoff);
   }
-  return { kind: 'elf', arch, bytes, entry, segments };
+  const entryPhys = physicalEntry(arch, entry, segments);
+  if (entryPhys === undefined) {
+    throw r.fail(`e_entry ${hx(entry)} lies outside the file data of every PT_LOAD segment`, e.e_entry);
+  }
+  return { kind: 'elf', arch, bytes, entry, entryPhys, segments };
+}
+
+/**
+ * The physical address e_entry stands for. x86_64's vmlinux.lds says
+ * ENTRY(phys_startup_64): e_entry is already physical. arm64's is
+ * ENTRY(_text), a virtual address, translated through its PT_LOAD. The
+ * arch's own reading is tried first, the other one second (linkers other
+ * than the kernel's may differ), and the entry must lie in bytes the file
+ * provides, not in a segment's zero-filled tail.
+ */
+function physicalEntry(arch: Arch, entry: bigint, segments: readonly ElfSegment[]): bigint | undefined {
+  const inFile = (a: bigint, base: bigint, s: ElfSegment) => base <= a && a < base + s.filesz;
+  const asPhysical = () => segments.find((s) => inFile(entry, s.paddr, s)) && entry;
+  const asVirtual = () => {
+    const s = segments.find((x) => inFile(entry, x.vaddr, x));
+    return s && entry - s.vaddr + s.paddr;
+  };
+  return arch === 'x86_64' ? (asPhysical() ?? asVirtual()) : (asVirtual() ?? asPhysical());
+}
+
+/** One kexec segment per PT_LOAD that occupies memory: its file bytes at p_paddr. */
+export interface ElfLoadSegment {
+  buf: Uint8Array;
+  paddr: bigint;
+  /** p_memsz: the tail past p_filesz is zeroed by kexec (it copies buf, then clears to memsz). */
+  memsz: bigint;
+}
+
+/**
+ * The ELF to kexec step: what kexec_load must put where, and where to
+ * enter. Segments without memory are skipped; the planner places exactly
+ * these (plan/requests.ts) and the loader pairs them in this order.
+ */
+export function elfLoadSegments(k: ElfKernel): { segments: ElfLoadSegment[]; entry: bigint } {
+  const segments = k.segments
+    .filter((s) => s.memsz > 0n)
+    .map((s) => ({ buf: k.bytes.subarray(s.offset, s.offset + Number(s.filesz)), paddr: s.paddr, memsz: s.memsz }));
+  return { segments, entry: k.entryPhys };
 }

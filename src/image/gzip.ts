@@ -74,22 +74,34 @@ type InflateInfo = { buffer: Buffer; engine: { bytesWritten: number } };
  * sit when they are not the whole file (error offsets are into `bytes`).
  */
 export function gunzip(bytes: Uint8Array, file: string, maxOutputLength = MAX_IMAGE_BYTES, context = ''): Uint8Array {
+  return gunzipMembers(bytes, file, maxOutputLength, context).out;
+}
+
+export interface GunzipOptions {
+  /** The error for output beyond maxOutputLength (default: "not a kernel (gzip bomb?)"). */
+  tooBig?: (offset: number) => Error;
+}
+
+/**
+ * gunzip(), also saying how many bytes of `bytes` the members took: an
+ * initramfs may go on after them with more archives.
+ */
+export function gunzipMembers(bytes: Uint8Array, file: string, maxOutputLength = MAX_IMAGE_BYTES, context = '', opts: GunzipOptions = {}): { out: Uint8Array; consumed: number } {
   const r = new LeReader(bytes, file, context);
+  const bomb = (at: number): Error => opts.tooBig?.(at) ?? r.fail(`gzip data inflates to more than ${maxOutputLength} bytes: not a kernel (gzip bomb?)`, at);
   const parts: Uint8Array[] = [];
   let total = 0;
   let pos = 0;
   do {
     const body = memberBody(r, pos);
     const budget = maxOutputLength - total;
-    if (budget <= 0) throw r.fail(`gzip data inflates to more than ${maxOutputLength} bytes: not a kernel (gzip bomb?)`, pos);
+    if (budget <= 0) throw bomb(pos);
     let res: InflateInfo;
     try {
       res = zlib.inflateRawSync(bytes.subarray(body), { info: true, maxOutputLength: budget } as zlib.ZlibOptions) as unknown as InflateInfo;
     } catch (e) {
       const code = (e as { code?: string }).code;
-      if (code === 'ERR_BUFFER_TOO_LARGE') {
-        throw r.fail(`gzip data inflates to more than ${maxOutputLength} bytes: not a kernel (gzip bomb?)`, body);
-      }
+      if (code === 'ERR_BUFFER_TOO_LARGE') throw bomb(body);
       const why = code === 'Z_BUF_ERROR' ? 'truncated gzip data' : `corrupt gzip data (${(e as Error).message})`;
       throw r.fail(why, body);
     }
@@ -105,5 +117,5 @@ export function gunzip(bytes: Uint8Array, file: string, maxOutputLength = MAX_IM
     pos = trailer + TRAILER_SIZE;
   } while (r.has(pos, GZIP_MAGIC));
   const out = parts.length === 1 ? parts[0]! : Buffer.concat(parts, total);
-  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+  return { out: new Uint8Array(out.buffer, out.byteOffset, out.byteLength), consumed: pos };
 }

@@ -4,10 +4,52 @@
  * protected-mode part for bzImage) plus the header fields placement needs,
  * named as in the boot protocols.
  */
+import type { UnpackedVmlinux } from '../unpack/bzimage.ts';
+
 export type Arch = 'x86_64' | 'arm64';
 
+/**
+ * What a Unified Kernel Image carried besides its kernel (uki.ts): the
+ * sections a loader acts on, their file offsets for `qkexec plan`, and the
+ * names of the rest.
+ */
+export interface UkiParts {
+  /** The arch of the UKI's EFI stub (PE Machine). */
+  stubArch: Arch;
+  /** Where .linux lies in the file. */
+  linux: { offset: number; size: number };
+  /** .initrd: the UKI's initramfs. */
+  initrd?: Uint8Array;
+  /** .ucode: a microcode cpio the stub puts before every other initramfs. */
+  ucode?: Uint8Array;
+  /** .cmdline, as systemd-stub mangles it (control characters to spaces, trimmed). */
+  cmdline?: string;
+  /** .dtb: the device tree the stub installs (arm64). */
+  dtb?: Uint8Array;
+  /** PRETTY_NAME (or NAME) of .osrel. */
+  osrel?: string;
+  /** .uname: the kernel release. */
+  uname?: string;
+  /** Every section name, in table order. */
+  sections: string[];
+  /** Sections that affect a firmware boot but not a kexec one, with why (".dtbauto", profiles, ...). */
+  ignored: string[];
+}
+
+/** Where the kernel came from, when the file is not simply the kernel. */
+export interface ImageOrigin {
+  /**
+   * Containers opened to reach the kernel, outermost first ("UKI .linux",
+   * "EFI zboot, zstd", "gzip", "ELF vmlinux laid out as an Image"); absent
+   * when the kernel is the file itself, byte for byte.
+   */
+  unwrapped?: string[];
+  /** Set when the file is a Unified Kernel Image. */
+  uki?: UkiParts;
+}
+
 /** arm64 `Image` (Documentation/arch/arm64/booting.rst), possibly from Image.gz. */
-export interface Arm64Image {
+export interface Arm64Image extends ImageOrigin {
   kind: 'arm64-image';
   arch: 'arm64';
   /** The uncompressed Image, as the kernel expects it at its load address. */
@@ -49,7 +91,7 @@ export interface SetupHeader {
   kernel_info_offset: number;
 }
 
-export interface BzImage {
+export interface BzImage extends ImageOrigin {
   kind: 'bzimage';
   arch: 'x86_64';
   /** The whole file: boot_params are seeded from its first (setup_sects+1)*512 bytes. */
@@ -61,6 +103,12 @@ export interface BzImage {
   setupSize: number;
   /** Offset of the 64-bit entry point from the load address (0x200). */
   entry64Offset: bigint;
+  /**
+   * The kernel the payload carries, decompressed at load time
+   * (src/unpack/bzimage.ts): when set, this is what is loaded and entered,
+   * not the protected-mode part.
+   */
+  unpacked?: UnpackedVmlinux;
 }
 
 export interface ElfSegment {
@@ -72,12 +120,18 @@ export interface ElfSegment {
   align: bigint;
 }
 
-/** ELF vmlinux: loaded at its program headers' physical addresses. */
-export interface ElfKernel {
+/**
+ * ELF vmlinux: loaded at its program headers' physical addresses (x86_64).
+ * probe() lays an arm64 vmlinux out as the Image it contains instead.
+ */
+export interface ElfKernel extends ImageOrigin {
   kind: 'elf';
   arch: Arch;
   bytes: Uint8Array;
+  /** e_entry as the file has it (x86_64: physical; arm64: virtual). */
   entry: bigint;
+  /** The physical address e_entry stands for: where the purgatory jumps. */
+  entryPhys: bigint;
   segments: ElfSegment[];
 }
 

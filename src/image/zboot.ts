@@ -1,6 +1,7 @@
 /**
  * EFI zboot (CONFIG_EFI_ZBOOT, drivers/firmware/efi/libstub/zboot-header.S):
- * a small PE/COFF decompressor wrapping a compressed arm64 Image. Its
+ * a small PE/COFF decompressor wrapping a compressed arm64 Image (gzip or
+ * zstd since 6.8; see compression.ts for the codecs). Its
  * header names the payload, so a loader can inflate the Image itself and
  * skip the EFI stub, as kexec-tools does. The inflated Image is padded
  * to image_size by the build (Makefile.zboot), BSS included.
@@ -28,8 +29,8 @@ export function isZboot(bytes: Uint8Array): boolean {
   return new LeReader(bytes, '').has(0, ZBOOT_MAGIC_BYTES);
 }
 
-export function zbootPayload(bytes: Uint8Array, file: string): ZbootPayload {
-  const r = new LeReader(bytes, file);
+export function zbootPayload(bytes: Uint8Array, file: string, context = ''): ZbootPayload {
+  const r = new LeReader(bytes, file, context);
   const h = zboot_header;
   r.need(0, ZBOOT_HEADER_SIZE, 'EFI zboot header');
   if (!isZboot(bytes)) throw r.fail("not an EFI zboot image: expected 'MZ' and 'zimg'", 0);

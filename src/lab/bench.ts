@@ -126,7 +126,7 @@ export const NODE_BEFORE_EXEC = `node ${QKEXEC_DIR}/qkexec.mjs status >/dev/null
 export function scenarioFor(
   spec: RunSpec,
   k: KernelSetup,
-  opts: { reserveBytes?: bigint; secondInitrdBase?: string; bundleDir?: string; nodeBeforeExec?: boolean },
+  opts: { reserveBytes?: bigint; secondInitrdBase?: string; bundleDir?: string; nodeBeforeExec?: boolean; qkexecExec?: 'native' | 'node' },
 ): Scenario {
   const region = needsRegion(spec.loader);
   if (region && opts.reserveBytes === undefined) throw new Error(`${spec.loader} needs a quickkexec= size`);
@@ -147,6 +147,7 @@ export function scenarioFor(
     timeoutMs: 600_000,
     expectStrategy: k.patched ? (region ? 'quick' : 'standard') : undefined,
     bundleDir: opts.bundleDir,
+    qkexecExec: opts.qkexecExec,
     // The same first-stage files for every loader (node and the bundle
     // too), so the guests differ only by what the loader does.
     withQkexec: true,
@@ -194,6 +195,8 @@ export interface BenchOptions extends MatrixOptions {
   jobs?: number;
   /** Every loader runs node between load and exec (see NODE_BEFORE_EXEC). */
   nodeBeforeExec?: boolean;
+  /** How qkexec loaders exec (default native: bin/qkexec, no Node). */
+  qkexecExec?: 'native' | 'node';
   /** Stop starting runs this many ms after the start; the rest is recorded as skipped. */
   budgetMs?: number;
   /** Keep the runs already in OUT/results.json and make only the missing ones. */
@@ -303,12 +306,18 @@ export async function runBench(o: BenchOptions): Promise<BenchOutcome> {
       node: process.version,
     },
     ...(o.nodeBeforeExec ? { nodeBeforeExec: true } : {}),
+    qkexecExec: o.qkexecExec ?? 'native',
     runs: [],
   };
   if (o.resume && existsSync(file)) {
     const before = readResults(file);
     if ((before.nodeBeforeExec === true) !== (o.nodeBeforeExec === true)) {
       throw new Error(`${file} was made ${before.nodeBeforeExec ? 'with' : 'without'} --node-before-exec: resume it the same way, or use another --out`);
+    }
+    // Files made before the native program exec'd with Node.
+    const beforeExec = before.qkexecExec ?? 'node';
+    if (beforeExec !== results.qkexecExec) {
+      throw new Error(`${file}'s qkexec runs exec'd with ${beforeExec === 'native' ? 'the native bin/qkexec' : 'Node'}: resume it the same way (${beforeExec === 'native' ? 'without' : 'with'} --node-exec), or use another --out`);
     }
     results.startedAt = before.startedAt;
     // Every command that contributed runs, so the file says how to redo them.
@@ -361,7 +370,7 @@ export async function runBench(o: BenchOptions): Promise<BenchOutcome> {
         const reserveBytes = needsRegion(spec.loader) ? setup.reserve.get(spec.payloadMiB) : undefined;
         const label = reserveBytes === undefined ? setup.kernel.label : `${setup.kernel.label}, ${reservationParam(reserveBytes)}`;
         try {
-          const s = scenarioFor(spec, setup.kernel, { reserveBytes, secondInitrdBase: o.secondInitrd, nodeBeforeExec: o.nodeBeforeExec });
+          const s = scenarioFor(spec, setup.kernel, { reserveBytes, secondInitrdBase: o.secondInitrd, nodeBeforeExec: o.nodeBeforeExec, qkexecExec: o.qkexecExec });
           const r = await runScenario(s, { assets: setup.assets, reporter: bar ? silentReporter : rep });
           labRun = toLabRun(spec, r, label);
           raw = {

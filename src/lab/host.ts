@@ -58,6 +58,10 @@ export function run(cmd: string, args: string[], opts: RunOptions = {}): Promise
       if (code !== 0 && !opts.allowFail) reject(new HostCommandError(`${cmd} ${args.join(' ')}`, code, r.stderr || r.stdout));
       else resolve(r);
     });
+    // A command that exits without reading its input closes the pipe first: not an error of ours.
+    child.stdin.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EPIPE') reject(new HostCommandError(`${cmd} ${args.join(' ')}`, null, String(e)));
+    });
     child.stdin.end(opts.input ?? '');
   });
 }

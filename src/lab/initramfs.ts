@@ -27,6 +27,8 @@ import type { GuestFile } from './elf-deps.ts';
 
 export const MARKER_FILE = '/qklab-marker';
 export const PADDING_FILE = '/qklab-padding';
+/** Files here in the second kernel's initramfs are reported as QKLAB:second-extra NAME=CONTENT. */
+export const EXTRA_DIR = '/qklab-extra';
 export const TOKEN_PARAM = 'qklab.token';
 export const QKEXEC_DIR = '/qkexec';
 export const K2 = '/boot/k2';
@@ -39,7 +41,7 @@ export interface ImageInfo {
 }
 
 /** Writes the directories and device node every guest needs before /init runs. */
-async function skeleton(w: CpioWriter, busybox: string): Promise<void> {
+export async function skeleton(w: CpioWriter, busybox: string): Promise<void> {
   for (const d of ['/proc', '/sys', '/dev', '/tmp', '/bin', '/sbin', '/usr/bin', '/usr/sbin']) await w.dir(d);
   // The kernel opens /dev/console for init before anything is mounted.
   await w.device('/dev/console', 'c', 5, 1);
@@ -47,7 +49,7 @@ async function skeleton(w: CpioWriter, busybox: string): Promise<void> {
   await w.symlink('/bin/sh', 'busybox');
 }
 
-async function writeImage(out: string, fill: (w: CpioWriter) => Promise<void>): Promise<ImageInfo> {
+export async function writeImage(out: string, fill: (w: CpioWriter) => Promise<void>): Promise<ImageInfo> {
   const tmp = `${out}.tmp`;
   const w = await CpioWriter.create(tmp);
   try {
@@ -70,25 +72,58 @@ export interface SecondStageOptions {
   marker: string;
   /** MiB of incompressible padding (payload-size benchmarks). */
   paddingMB?: number;
+  /** Checks the second kernel runs before it reports (see SecondStageCheck). */
+  check?: SecondStageCheck;
   out: string;
 }
 
-export function secondStageInit(token: string, marker: string): string {
+/**
+ * What a scenario wants to look at in the second kernel besides its command
+ * line and initramfs (its firmware interfaces, say): a busybox sh script
+ * run before the QKLAB:second-up line, reporting with QKLAB: lines of its
+ * own, and the files it needs (kernel modules…).
+ */
+export interface SecondStageCheck {
+  script: string;
+  files?: GuestFile[];
+}
+
+/**
+ * The start of a stage's /init: mounts, the checks if any, then $cmdline,
+ * and $token and $marker set to ok or missing: whether this kernel got the
+ * command line and the initramfs its loader was given.
+ */
+export function stageIdentity(token: string, marker: string, check?: string): string {
   const bb = '/bin/busybox';
-  return `#!/bin/busybox sh
-${bb} mount -t proc proc /proc
+  // Only guests that check something pay for the applet links and the script.
+  const checks = check === undefined ? '' : `${bb} --install -s
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+${check.trimEnd()}
+`;
+  return `${bb} mount -t proc proc /proc
 ${bb} mount -t sysfs sysfs /sys
 ${bb} mount -t devtmpfs devtmpfs /dev
-cmdline=$(${bb} cat /proc/cmdline)
+${checks}cmdline=$(${bb} cat /proc/cmdline)
 token=missing
 case " $cmdline " in *${shQuote(` ${TOKEN_PARAM}=${token} `)}*) token=ok ;; esac
 marker=missing
 [ "$(${bb} cat ${MARKER_FILE} 2>/dev/null)" = ${shQuote(marker)} ] && marker=ok
-payload=none
+`;
+}
+
+export function secondStageInit(token: string, marker: string, check?: string): string {
+  const bb = '/bin/busybox';
+  return `#!/bin/busybox sh
+${stageIdentity(token, marker, check)}payload=none
 if [ -f ${PADDING_FILE}.sha256 ]; then
   payload=bad
   (cd / && ${bb} sha256sum -c ${PADDING_FILE.slice(1)}.sha256 >/dev/null 2>&1) && payload=ok
 fi
+# Files other archives of the initramfs added, and the device tree's model:
+# what a test that joins initramfs parts or passes a device tree looks at.
+for f in ${EXTRA_DIR}/* /proc/device-tree/model; do
+  [ -f "$f" ] && echo "QKLAB:second-extra \${f##*/}=$(${bb} tr -d '\\000' <"$f")" >/dev/console
+done
 echo "QKLAB:second-up token=$token marker=$marker payload=$payload cmdline=$cmdline" >/dev/console
 ${bb} reboot -f
 ${bb} sleep 30
@@ -99,8 +134,9 @@ export async function buildSecondStage(o: SecondStageOptions): Promise<ImageInfo
   const padding = o.paddingMB ? await paddingFile(o.paddingMB) : undefined;
   return writeImage(o.out, async (w) => {
     await skeleton(w, o.busybox);
-    await w.file('/init', Buffer.from(secondStageInit(o.token, o.marker)), { mode: 0o755 });
+    await w.file('/init', Buffer.from(secondStageInit(o.token, o.marker, o.check?.script)), { mode: 0o755 });
     await w.file(MARKER_FILE, Buffer.from(o.marker));
+    if (o.check?.files) await addFiles(w, o.check.files);
     if (padding !== undefined) {
       await w.file(PADDING_FILE, padding);
       await w.file(`${PADDING_FILE}.sha256`, Buffer.from(`${await sha256File(padding)}  ${PADDING_FILE.slice(1)}\n`));
@@ -147,6 +183,8 @@ export interface FirstStageOptions {
   initrd2: string;
   /** Shell script sourced by /init (see scenario.ts). */
   scenario: string;
+  /** More files the scenario's steps use (other kernels, modules, a capture kernel's initramfs…). */
+  files?: GuestFile[];
   out: string;
 }
 
@@ -167,7 +205,7 @@ sleep 30
 }
 
 /** Adds a host directory tree (regular files, symlinks, dirs) under `guest`. */
-async function addTree(w: CpioWriter, host: string, guest: string): Promise<void> {
+export async function addTree(w: CpioWriter, host: string, guest: string): Promise<void> {
   await w.dir(guest);
   for (const e of (await readdir(host)).sort()) {
     const h = join(host, e);
@@ -194,6 +232,7 @@ export async function buildFirstStage(o: FirstStageOptions): Promise<ImageInfo> 
     if (o.kexec) await addFiles(w, o.kexec);
     if (o.node) await addFiles(w, o.node);
     if (o.bundleDir) await addTree(w, o.bundleDir, QKEXEC_DIR);
+    if (o.files) await addFiles(w, o.files);
     await w.file(K2, o.kernel2, { mode: 0o644 });
     await w.file(I2, o.initrd2, { mode: 0o644 });
   });

@@ -9,6 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Arch } from './assets.ts';
+import { firmwareArgs, type UefiFirmware } from './firmware.ts';
 
 export interface GuestOptions {
   arch: Arch;
@@ -22,6 +23,18 @@ export interface GuestOptions {
   extraArgs?: string[];
   /** Echo serial lines to stderr as they arrive (debugging; also QKLAB_VERBOSE=1). */
   echo?: boolean;
+  /**
+   * Boot through UEFI firmware (ensureUefiFirmware) instead of QEMU's
+   * direct kernel boot: the kernel's EFI stub runs, and the guest has EFI
+   * runtime services, variables and (arm64) a GICv3 ITS.
+   */
+  firmware?: UefiFirmware;
+  /**
+   * Default true: a guest reboot ends QEMU (-no-reboot). false: QEMU resets
+   * the machine and boots its -kernel/-initrd/-append again, as firmware
+   * would (a cold reboot).
+   */
+  exitOnReboot?: boolean;
 }
 
 export interface SerialLine {
@@ -51,10 +64,21 @@ export const EARLY_CONSOLE: Record<Arch, string> = {
   arm64: 'earlycon=pl011,0x9000000',
 };
 
+/**
+ * arm64 under UEFI gets a GICv3 with an ITS (`its=on` is virt's default,
+ * spelled out), the interrupt controller of arm64 servers: its LPI tables
+ * are what a kexec must not overwrite.
+ */
+export function machineArgs(o: Pick<GuestOptions, 'arch' | 'firmware'>): string[] {
+  if (o.arch === 'x86_64') return [];
+  if (!o.firmware) return ['-M', 'virt'];
+  return ['-M', `virt,gic-version=3,its=on${o.firmware.deviceTree ? ',acpi=off' : ''}`];
+}
+
 export function qemuCommand(o: GuestOptions): { cmd: string; args: string[] } {
   const mem = String(o.memMB ?? 1024);
-  const common = ['-m', mem, '-smp', '1', '-nographic', '-no-reboot', '-nic', 'none'];
-  const boot = ['-kernel', o.kernel, '-initrd', o.initrd];
+  const common = ['-m', mem, '-smp', '1', '-nographic', ...(o.exitOnReboot === false ? [] : ['-no-reboot']), '-nic', 'none'];
+  const boot = [...(o.firmware ? firmwareArgs(o.firmware) : []), '-kernel', o.kernel, '-initrd', o.initrd];
   if (o.arch === 'x86_64') {
     return {
       cmd: 'qemu-system-x86_64',
@@ -64,7 +88,7 @@ export function qemuCommand(o: GuestOptions): { cmd: string; args: string[] } {
   return {
     cmd: 'qemu-system-aarch64',
     args: [
-      '-M', 'virt', '-accel', 'tcg', '-cpu', 'cortex-a57', ...common, ...boot,
+      ...machineArgs(o), '-accel', 'tcg', '-cpu', 'cortex-a57', ...common, ...boot,
       '-append', `${CONSOLE_APPEND.arm64} ${EARLY_CONSOLE.arm64} ${o.append}`, ...(o.extraArgs ?? []),
     ],
   };

@@ -42,6 +42,14 @@ export const TCG_NODE_NOTE =
 export const NODE_BEFORE_EXEC_NOTE =
   'Made with --node-before-exec: every loader, kexec-tools included, ran node in the guest between its load and the exec, so every guest has the emulator history a qkexec run has (see the note on TCG in bench/README.md).';
 
+/** Which command exec'd qkexec's loads: it is in the exec command's time (and the downtime). */
+export function qkexecExecNote(results: LabResults): string {
+  return results.qkexecExec === 'native'
+    ? 'qkexec’s loads were exec’d by the bundle’s native bin/qkexec (no Node on the exec path), kexec-tools’ by kexec -e.'
+    : 'qkexec’s loads were exec’d by the Node CLI (node qkexec.mjs exec), whose start-up is part of the exec command’s time' +
+      (results.qkexecExec === 'node' ? ' (--node-exec).' : ' (these results predate the native bin/qkexec).');
+}
+
 /** The note on the emulator's history that fits how the runs were made. */
 function historyNote(results: LabResults): string {
   return results.nodeBeforeExec ? NODE_BEFORE_EXEC_NOTE : TCG_NODE_NOTE;
@@ -187,7 +195,7 @@ export function renderMarkdown(results: LabResults, rows: readonly SummaryRow[])
     '',
   ];
   for (const t of summaryTables(rows)) out.push(`### ${t.caption}`, '', tableToMarkdown(t), '');
-  out.push(`Note: ${historyNote(results)}`, '');
+  out.push(`Note: ${historyNote(results)}`, '', `Note: ${qkexecExecNote(results)}`, '');
   out.push(`Produced by \`${results.command}\` on ${results.startedAt.slice(0, 10)} ` +
     `(${results.host.cpus} CPUs, ${results.host.qemu}, Node ${results.host.node}; QEMU TCG guests).`, '');
   return out.join('\n');
@@ -267,6 +275,7 @@ function notesHtml(results: LabResults, rows: readonly SummaryRow[]): string {
     'Guests run under QEMU with TCG (software emulation, no KVM), so absolute times are slower than on hardware and memory-bound work is relatively more expensive; compare loaders within one file, not absolute numbers across machines.',
     'In the phases chart the downtime is the exec command (the loader’s own start-up, sync and the old kernel’s shutdown, up to “Starting new kernel”) plus exec → userspace; “first line → userspace” is the difference of the two medians, so the downtime part of each bar ends at the median exec command + exec → userspace.',
     historyNote(results),
+    qkexecExecNote(results),
   ];
   return `<ul class="notes">\n${notes.map((n) => `<li>${htmlEscape(n)}</li>`).join('\n')}\n</ul>`;
 }

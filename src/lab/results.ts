@@ -81,6 +81,12 @@ export interface LabResults {
    * exec (`--node-before-exec`): the same emulator history for all loaders.
    */
   nodeBeforeExec?: boolean;
+  /**
+   * How qkexec's runs exec'd: the bundle's native bin/qkexec, or the Node
+   * CLI (`--node-exec`). Absent in files made before the native program:
+   * those exec'd with Node.
+   */
+  qkexecExec?: 'native' | 'node';
   runs: LabRun[];
 }
 
@@ -190,6 +196,7 @@ export function validateResults(json: unknown, source = 'results'): LabResults {
     c.string('host.node', json.host.node);
   }
   if (json.nodeBeforeExec !== undefined && typeof json.nodeBeforeExec !== 'boolean') c.fail('nodeBeforeExec', 'a boolean', json.nodeBeforeExec);
+  if (json.qkexecExec !== undefined && json.qkexecExec !== 'native' && json.qkexecExec !== 'node') c.fail('qkexecExec', '"native" or "node"', json.qkexecExec);
   const runs: LabRun[] = [];
   if (!Array.isArray(json.runs)) c.fail('runs', 'an array', json.runs);
   else json.runs.forEach((r, i) => {
@@ -204,6 +211,7 @@ export function validateResults(json: unknown, source = 'results'): LabResults {
     command: json.command as string,
     host: { cpus: host.cpus, qemu: host.qemu, node: host.node },
     ...(json.nodeBeforeExec === true ? { nodeBeforeExec: true } : {}),
+    ...(json.qkexecExec === 'native' || json.qkexecExec === 'node' ? { qkexecExec: json.qkexecExec } : {}),
     runs,
   };
 }

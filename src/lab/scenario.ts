@@ -26,7 +26,8 @@
  * Phases (ms, host clock):
  *   loadMs             load-start → load-done of the load that is exec'd
  *   execCommandMs      QKLAB:exec → "Starting new kernel" (exec command's own
- *                      start-up, e.g. node's, plus sync and device shutdown)
+ *                      start-up -- for qkexec loaders the native bin/qkexec
+ *                      unless qkexecExec is node -- plus sync and device shutdown)
  *   execToFirstLineMs  "Starting new kernel" → new kernel's first line:
  *                      relocation, purgatory and the new kernel's earliest boot
  *   execToUserspaceMs  "Starting new kernel" → QKLAB:second-up
@@ -43,7 +44,9 @@ import { join } from 'node:path';
 import { ensureAssets, type Arch, type ArchAssets } from './assets.ts';
 import { ensureBundle } from './bundle.ts';
 import { shQuote } from './host.ts';
-import { buildFirstStage, buildSecondStage, I2, K2, QKEXEC_DIR, TOKEN_PARAM, type ImageInfo } from './initramfs.ts';
+import { buildFirstStage, buildSecondStage, I2, K2, QKEXEC_DIR, TOKEN_PARAM, type ImageInfo, type SecondStageCheck } from './initramfs.ts';
+import type { GuestFile } from './elf-deps.ts';
+import { ensureUefiFirmware } from './firmware.ts';
 import { CONSOLE_APPEND, EARLY_CONSOLE, Guest, type GuestExit } from './qemu.ts';
 import { acquireGuestSlot } from './slots.ts';
 import { silentReporter, type Reporter } from './progress.ts';
@@ -95,9 +98,20 @@ export interface ShellStep {
   /** Runs in the first-stage guest (busybox sh). */
   script: string;
 }
+/**
+ * The command that execs: the bundle's native bin/qkexec (`qkexec exec`,
+ * no Node), the Node CLI (`node qkexec.mjs exec`), or kexec-tools' `kexec -e`.
+ */
+export type ExecCommand = 'native' | 'node' | 'kexec-tools';
+export const EXEC_COMMANDS: readonly ExecCommand[] = ['native', 'node', 'kexec-tools'];
+
 export interface ExecStep {
   kind: 'exec';
   loader?: Loader;
+  /** Default: the scenario's qkexecExec for qkexec loaders, kexec-tools' for the others. */
+  command?: ExecCommand;
+  /** A command line of its own instead (e.g. the native program in a chroot). */
+  argv?: string[];
 }
 export type Step = LoadStep | ShellStep | ExecStep;
 
@@ -113,6 +127,11 @@ export interface Scenario {
   loaderArgs?: string[];
   /** Default: one load, then exec. */
   steps?: Step[];
+  /**
+   * How qkexec loaders exec (default native: the bundle's bin/qkexec, as a
+   * host would run it at shutdown; node: the Node CLI, for comparison).
+   */
+  qkexecExec?: 'native' | 'node';
   /** Added to the first kernel's command line (e.g. quickkexec=…). */
   firstAppend?: string;
   /** Added to the second kernel's command line. */
@@ -127,8 +146,23 @@ export interface Scenario {
   secondInitrdBase?: string;
   memMB?: number;
   timeoutMs?: number;
+  /**
+   * 'uefi': the guest boots through OVMF / AAVMF (firmware.ts) instead of
+   * QEMU's direct boot; 'uefi-dt' (arm64): AAVMF with QEMU's device tree
+   * instead of ACPI tables, for kernels without ACPI.
+   */
+  firmware?: 'uefi' | 'uefi-dt';
+  /** More files in the first stage, for steps that use them (other kernels, modules…). */
+  firstFiles?: GuestFile[];
+  /** Checks the second kernel runs before QKLAB:second-up (initramfs.ts). */
+  secondCheck?: SecondStageCheck;
   /** qkexec bundle directory; built with `npm run bundle` when absent. */
   bundleDir?: string;
+  /**
+   * How the guest runs qkexec (default `node /qkexec/qkexec.mjs`): e.g. the
+   * command an npm install put under bundleDir (/qkexec/bin/qkexec).
+   */
+  qkexecCommand?: string[];
   /**
    * Put node and the qkexec bundle in the first stage even when no step
    * uses qkexec, so that guests of different loaders hold the same files
@@ -143,6 +177,13 @@ export interface Scenario {
    * (patched kernels). A missing line or the other path fails the run.
    */
   expectStrategy?: 'quick' | 'standard';
+  /**
+   * A serial line after which the guest has nothing more to say: it is
+   * killed 5 s later if QEMU has not exited. Default: the second stage's
+   * report, a failure, or a kernel panic (which a kdump scenario expects
+   * on its way to the capture kernel, and so replaces).
+   */
+  endLine?: RegExp;
 }
 
 /** What a patched kernel said about one load (its pr_info line). */
@@ -223,7 +264,9 @@ export interface RunOptions {
   echo?: boolean;
 }
 
-const QKEXEC = `node ${QKEXEC_DIR}/qkexec.mjs`;
+const QKEXEC = ['node', `${QKEXEC_DIR}/qkexec.mjs`];
+/** The bundle's native program (src/native/): exec without Node. */
+export const QKEXEC_NATIVE = `${QKEXEC_DIR}/bin/qkexec`;
 
 /** A shell word: quoted when a string, written as is when raw (variable expansions). */
 type Word = string | { raw: string };
@@ -245,11 +288,11 @@ export const QUICK_REGION_SH = [
   '}',
 ].join('\n');
 
-function loadArgv(loader: Loader, kernel: string, initrd: string | null, append: string, extra: string[]): Word[] {
+function loadArgv(loader: Loader, kernel: string, initrd: string | null, append: string, extra: string[], qkexec: string[]): Word[] {
   if (isQkexec(loader)) {
     const syscall = qkexecSyscall(loader);
     return [
-      ...QKEXEC.split(' '), 'load', '--kernel', kernel,
+      ...qkexec, 'load', '--kernel', kernel,
       ...(initrd === null ? [] : ['--initrd', initrd]),
       '--append', append, '--syscall', syscall, ...extra,
     ];
@@ -264,8 +307,14 @@ function loadArgv(loader: Loader, kernel: string, initrd: string | null, append:
   return ['kexec', '-l', kernel, ...(initrd === null ? [] : [`--initrd=${initrd}`]), `--append=${append}`, ...flag, ...extra];
 }
 
-function execArgv(loader: Loader): string[] {
-  return isQkexec(loader) ? [...QKEXEC.split(' '), 'exec'] : ['kexec', '-e'];
+export function execCommandOf(s: Pick<Scenario, 'loader' | 'qkexecExec' | 'qkexecCommand'>, st: ExecStep): ExecCommand {
+  if (st.command !== undefined) return st.command;
+  // A guest that runs qkexec as an installed command (qkexecCommand) execs with it too.
+  return isQkexec(st.loader ?? s.loader) ? (s.qkexecExec ?? (s.qkexecCommand ? 'node' : 'native')) : 'kexec-tools';
+}
+
+function execArgv(command: ExecCommand, qkexec: string[]): string[] {
+  return { native: [QKEXEC_NATIVE, 'exec'], node: [...qkexec, 'exec'], 'kexec-tools': ['kexec', '-e'] }[command];
 }
 
 export function secondAppend(s: Scenario, token: string): string {
@@ -302,11 +351,13 @@ export function scenarioScript(s: Scenario, token: string): string {
         st.initrd === undefined ? I2 : st.initrd,
         st.append ?? secondAppend(s, token),
         [...(s.loaderArgs ?? []), ...(st.args ?? [])],
+        s.qkexecCommand ?? QKEXEC,
       );
       if ((st.loader ?? s.loader) === 'kexec-tools-quick-region') lines.push(QUICK_REGION_SH, 'qk_region');
       lines.push(`qk_load ${shQuote(st.name ?? 'main')} ${st.expectFail ? 'fail' : 'ok'} ${argv.map(word).join(' ')}`);
     } else {
-      lines.push('echo QKLAB:exec', `${execArgv(st.loader ?? s.loader).map(shQuote).join(' ')}`, 'qk_fail "exec returned with rc=$?"');
+      const argv = st.argv ?? execArgv(execCommandOf(s, st), s.qkexecCommand ?? QKEXEC);
+      lines.push('echo QKLAB:exec', `${argv.map(shQuote).join(' ')}`, 'qk_fail "exec returned with rc=$?"');
     }
   }
   return lines.join('\n') + '\n';
@@ -452,10 +503,14 @@ export function analyse(s: Scenario, lines: { t: number; text: string }[], token
   };
 }
 
+/** The lines after which a guest is done unless the scenario says otherwise (Scenario.endLine). */
+export const DEFAULT_END_LINE = /QKLAB:(second-up|fail)|Kernel panic/;
+
 export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<ScenarioResult> {
   const rep = opts.reporter ?? silentReporter;
   const assets = opts.assets ?? (await ensureAssets(s.arch, { reporter: rep }));
-  const usesQkexec = s.withQkexec === true || isQkexec(s.loader) || (s.steps ?? []).some((st) => st.kind !== 'shell' && st.loader !== undefined && isQkexec(st.loader));
+  const usesQkexec = s.withQkexec === true || isQkexec(s.loader) || (s.steps ?? []).some((st) =>
+    (st.kind !== 'shell' && st.loader !== undefined && isQkexec(st.loader)) || (st.kind === 'exec' && st.command !== undefined && st.command !== 'kexec-tools'));
   const bundleDir = usesQkexec ? (s.bundleDir ?? (await ensureBundle(s.arch))) : undefined;
   const token = randomBytes(8).toString('hex');
   const marker = `qklab-marker-${randomBytes(8).toString('hex')}`;
@@ -472,9 +527,11 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
         kernel2,
         initrd2: i2.path,
         scenario: scenarioScript(s, token),
+        files: s.firstFiles,
         out: join(work, 'i1.cpio'),
       }),
     );
+    const firmware = s.firmware === undefined ? undefined : await ensureUefiFirmware(s.arch, { deviceTree: s.firmware === 'uefi-dt' });
     const release = await acquireGuestSlot(() => rep.info(`${s.name}: waiting for a free guest slot`));
     let guest: Guest;
     try {
@@ -487,11 +544,12 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
           memMB: s.memMB ?? 1024 + 3 * (s.paddingMB ?? 0),
           timeoutMs: s.timeoutMs ?? 180_000,
           echo: opts.echo,
+          firmware,
         });
         // The guest reboots (and QEMU exits, -no-reboot) after second-up or a
         // failure; a guest that does not is killed shortly after.
         g.onLine((l) => {
-          if (/QKLAB:(second-up|fail)|Kernel panic/.test(l.text)) setTimeout(() => g.kill('did not exit after its last line'), 5000).unref();
+          if ((s.endLine ?? DEFAULT_END_LINE).test(l.text)) setTimeout(() => g.kill('did not exit after its last line'), 5000).unref();
         });
         await g.exited;
         return g;
@@ -533,8 +591,9 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
  * so a benchmark can size a reservation from a sample.
  */
 export async function buildSecondInitrd(s: Scenario, busybox: string, token: string, marker: string, out: string): Promise<ImageInfo> {
-  if (s.secondInitrdBase === undefined) return buildSecondStage({ busybox, token, marker, paddingMB: s.paddingMB, out });
-  const own = await buildSecondStage({ busybox, token, marker, paddingMB: s.paddingMB, out: `${out}.stage` });
+  const check = s.secondCheck;
+  if (s.secondInitrdBase === undefined) return buildSecondStage({ busybox, token, marker, paddingMB: s.paddingMB, check, out });
+  const own = await buildSecondStage({ busybox, token, marker, paddingMB: s.paddingMB, check, out: `${out}.stage` });
   try {
     // The kernel finds a cpio header after a compressed archive only at a
     // 4-byte aligned offset: pad the user's archive with zeros (skipped).

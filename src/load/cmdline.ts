@@ -2,6 +2,14 @@
  * The new kernel's command line from the options, with kexec-tools'
  * meaning: --reuse-cmdline starts from the running kernel's, --command-line
  * and --append add to it, in that order.
+ *
+ * A UKI brings a command line of its own (.cmdline), which is the base the
+ * options act on, as a boot loader's options act on it in systemd-stub:
+ *
+ *   nothing given           .cmdline
+ *   --append A              .cmdline A        (appended, like a UKI add-on)
+ *   --command-line C [...]  C [...]           (replaces .cmdline, as
+ *   --reuse-cmdline [...]   running [...]      LoadOptions do outside Secure Boot)
  */
 export interface CmdlineOptions {
   commandLine?: string;
@@ -40,8 +48,9 @@ export function dropParams(cmdline: string, names: readonly string[]): string {
     .join(' ');
 }
 
-export function composeCmdline(opts: CmdlineOptions, running: () => string): string {
+export function composeCmdline(opts: CmdlineOptions, running: () => string, builtin?: string): string {
   const parts: string[] = [];
+  if (builtin !== undefined && !opts.reuseCmdline && opts.commandLine === undefined) parts.push(builtin);
   if (opts.reuseCmdline) parts.push(dropParams(running(), NOT_REUSED));
   if (opts.commandLine !== undefined) parts.push(opts.commandLine);
   if (opts.append !== undefined) parts.push(opts.append);

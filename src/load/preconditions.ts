@@ -7,9 +7,10 @@
 import { QkexecError, SystemError } from '../errors.ts';
 import type { Arch } from '../image/types.ts';
 import { formatSize } from '../memory/ranges.ts';
-import { diagnoseSegments, ERRNO, KEXEC_LOAD_DISABLED_REMEDY, type SegmentInfo } from '../sys/errno.ts';
+import { diagnoseSegments, ERRNO, KEXEC_LOAD_DISABLED_REMEDY, SIGN_REMEDY, type SegmentInfo } from '../sys/errno.ts';
 import type { Privileges } from '../sys/state.ts';
 import type { Snapshot } from './snapshot.ts';
+import type { SignaturePolicy } from './signatures.ts';
 
 export type SyscallChoice = 'classic' | 'file' | 'auto';
 export type KexecSyscall = 'kexec_load' | 'kexec_file_load';
@@ -34,6 +35,8 @@ export interface CheckInput {
   payload?: { kernel: bigint; initrd?: bigint };
   /** Error from planning/building, if it failed. */
   buildError?: QkexecError;
+  /** kexec_file_load: whether the kernel file is signed, and whether the running kernel requires it. */
+  signature?: { file: string; signed?: boolean; policy: SignaturePolicy };
 }
 
 const pass = (name: string, detail: string): Check => ({ name, ok: true, detail });
@@ -115,6 +118,8 @@ export function checkPreconditions(c: CheckInput): Check[] {
     out.push(pass('lockdown', locked ? `${s.lockdown}: only kexec_file_load with a signed kernel` : s.lockdown ?? 'no lockdown LSM'));
   }
 
+  if (c.signature && c.syscalls.includes('kexec_file_load')) out.push(signatureCheck(c.signature, c.syscalls));
+
   const size = c.payload && payloadSizeCheck(c.payload, s.memTotal);
   if (size) out.push(size);
   if (c.buildError) {
@@ -128,6 +133,22 @@ export function checkPreconditions(c: CheckInput): Check[] {
     );
   }
   return out;
+}
+
+/**
+ * kexec_file_load and signatures: refused up front only when it is
+ * certain the kernel would refuse (signatures required, the file has
+ * none, and the IMA policy, readable, does not appraise kexec images);
+ * otherwise the kernel decides and the check says what to expect.
+ */
+export function signatureCheck(sig: { file: string; signed?: boolean; policy: SignaturePolicy }, syscalls: KexecSyscall[]): Check {
+  const has = sig.signed === true ? 'signed' : sig.signed === false ? 'not signed' : 'not an image whose signature qkexec can read (not an uncompressed PE file)';
+  const need = sig.policy.required === 'yes' ? `required: ${sig.policy.reason}` : sig.policy.required === 'no' ? `not required: ${sig.policy.reason}` : `maybe required: ${sig.policy.reason}`;
+  const detail = `${sig.file} is ${has}; kexec signatures ${need}`;
+  if (sig.policy.required === 'yes' && sig.signed === false && sig.policy.imaAppraisesKexec === 'no' && syscalls.length === 1) {
+    return fail('kernel signature', new SystemError('EPERM', `${sig.file} is ${has}, and the running kernel takes only signed kernels (${sig.policy.reason})`, { errno: ERRNO.EPERM, remedy: SIGN_REMEDY }));
+  }
+  return pass('kernel signature', sig.policy.required === 'yes' && sig.signed !== true ? `${detail}; the kernel decides${sig.signed === false ? ' (an IMA policy may appraise it)' : ''}` : detail);
 }
 
 export function firstFailure(checks: Check[]): QkexecError | undefined {

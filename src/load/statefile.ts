@@ -13,6 +13,24 @@ import type { KexecPlan, Strategy } from '../plan/types.ts';
 import type { KexecSyscall } from './preconditions.ts';
 
 export const DEFAULT_STATE_FILE = '/run/qkexec.json';
+/** What qkexec loaded as the crash kernel: the two images live side by side, so do their files. */
+export const DEFAULT_CRASH_STATE_FILE = '/run/qkexec-crash.json';
+
+/**
+ * What a crash image's ELF core header was built from, to tell later
+ * whether CPU or memory hotplug has made it stale. For kexec_file_load the
+ * kernel built the header from the same sources at the same moment.
+ */
+export interface CrashProvenance {
+  /** CPUs whose crash notes the header lists (kexec_load), or the possible CPUs then (kexec_file_load). */
+  cpus: number[];
+  /** The RAM ranges the header's PT_LOADs cover, "0x…" half-open. */
+  ram: { start: string; end: string }[];
+  /** Where the header went (kexec_load). */
+  elfcorehdr?: { start: string; end: string };
+  /** The command line the capture kernel gets, with what qkexec added (kexec_load on x86_64: elfcorehdr=). */
+  kernelCmdline?: string;
+}
 
 export interface LoadedState {
   kernel: string;
@@ -28,6 +46,8 @@ export interface LoadedState {
   entry: string;
   segments: { role: string; mem: string; memsz: string }[];
   region?: { start: string; end: string };
+  /** Crash images only. */
+  crash?: CrashProvenance;
 }
 
 export function stateFromPlan(

@@ -102,3 +102,23 @@ export function walkIomem(roots: readonly IomemResource[]): IomemResource[] {
   visit(roots);
   return out;
 }
+
+/**
+ * The ranges walk_iomem_res_desc() (kernel/resource.c) hands its callback:
+ * resources matching `match`, at any depth, clipped to [lo, hi) and in
+ * address order; after each match the walk goes on past its end, so a
+ * matching resource nested in an earlier match is not seen again.
+ */
+export function walkIomemMatching(roots: readonly IomemResource[], match: (r: IomemResource) => boolean, lo = 0n, hi = 1n << 64n): { start: bigint; end: bigint }[] {
+  const out: { start: bigint; end: bigint }[] = [];
+  let cursor = lo;
+  for (const r of walkIomem(roots)) {
+    if (r.start >= hi) break;
+    if (r.end <= cursor || !match(r)) continue;
+    const start = r.start > cursor ? r.start : cursor;
+    const end = r.end < hi ? r.end : hi;
+    out.push({ start, end });
+    cursor = end;
+  }
+  return out;
+}

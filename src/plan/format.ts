@@ -32,6 +32,7 @@ export function formatPlan(plan: KexecPlan): string {
   let region: string | undefined;
   if (plan.region === undefined) region = undefined;
   else if (plan.strategy === 'quick') region = `region ${formatRange(plan.region)} (${formatSize(size(plan.region))}, ${regionUsePercent(plan)}% used)`;
+  else if (plan.strategy === 'crash') region = `crash kernel region ${formatRange(plan.region)} (${formatSize(size(plan.region))}, ${regionUsePercent(plan)}% used)`;
   else region = `region ${formatRange(plan.region)} (${formatSize(size(plan.region))}, unused)`;
 
   const summary = [

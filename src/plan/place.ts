@@ -76,10 +76,14 @@ export type Placement = { ok: true; segments: PlannedSegment[] } | { ok: false; 
 /**
  * Place every request in `free` (and at or above `floor`), fixed-address
  * requests first so the movable ones cannot take their place, the rest in
- * the given order. Segments come back in request order.
+ * the given order. Segments come back in request order. `fixedFree`, when
+ * given, is where fixed-address requests may go instead (the standard
+ * path lets a vmlinux land on the running kernel's own pages, which
+ * kexec copies over only after that kernel has stopped).
  */
-export function placeAll(shapes: readonly Shape[], free: readonly Range[], floor: bigint, where = 'free memory'): Placement {
+export function placeAll(shapes: readonly Shape[], free: readonly Range[], floor: bigint, where = 'free memory', fixedFree?: readonly Range[]): Placement {
   let avail = normalize(free);
+  let availFixed = normalize(fixedFree ?? free);
   // Fixed segments first, then the rest in request order, except that
   // segments kept in the kernel's window come last: the window is known
   // only once the kernel has its address.
@@ -88,10 +92,13 @@ export function placeAll(shapes: readonly Shape[], free: readonly Range[], floor
   const out: PlannedSegment[] = new Array(shapes.length);
   for (const { s: asked, i } of order) {
     const s = asked.req.kernelWindow ? inKernelWindow(asked, out) : asked;
-    const base = fit(s, avail, floor);
-    if (base === undefined) return { ok: false, failed: s, why: whyNot(s, avail, floor, where) };
+    const from = isFixed(s) ? availFixed : avail;
+    const base = fit(s, from, floor);
+    if (base === undefined) return { ok: false, failed: s, why: whyNot(s, from, floor, where) };
     out[i] = { ...s.req, memsz: s.memsz, mem: base + s.offset };
-    avail = subtract(avail, [{ start: base, end: base + s.footprint }]);
+    const taken = [{ start: base, end: base + s.footprint }];
+    avail = subtract(avail, taken);
+    availFixed = subtract(availFixed, taken);
   }
   return { ok: true, segments: out };
 }

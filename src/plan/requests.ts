@@ -85,8 +85,11 @@ function x86Data(sizes: SegmentSizes, initrdMax: bigint, cmdlineSize: bigint): S
 
 function bzImageRequests(k: BzImage, sizes: SegmentSizes): SegmentRequest[] {
   const h = k.setup_header;
-  const bufsz = BigInt(k.bytes.length);
-  const initSize = BigInt(h.init_size);
+  // Unpacked, the kernel needs its own footprint (up to _end), not
+  // init_size, which also covers the decompressor and its work area.
+  const u = k.unpacked;
+  const bufsz = BigInt(u ? u.image.length : k.bytes.length);
+  const initSize = u ? u.memsz : BigInt(h.init_size);
   // The decompressor of a relocatable kernel moves itself up to
   // LOAD_PHYSICAL_ADDR (= pref_address) when loaded lower (head_64.S), so
   // loading below pref_address would have it overwrite whatever is there;
@@ -189,3 +192,16 @@ export function segmentRequests(kernel: KernelImage, sizes: SegmentSizes): Segme
       return elfRequests(kernel, sizes);
   }
 }
+
+/**
+ * The ELF core header of a crash image, placed at the top of the crash
+ * region as both kernel loaders do. x86_64 aligns it to ELF_CORE_HEADER_ALIGN
+ * (a page); arm64 to 64 KiB, the largest page size, so that a capture
+ * kernel of any page size can reserve exactly it (machine_kexec_file.c).
+ */
+export function elfcorehdrRequest(arch: 'x86_64' | 'arm64', bytes: bigint): SegmentRequest {
+  return data('elfcorehdr', bytes, { align: arch === 'arm64' ? ARM64_ELFCOREHDR_ALIGN : PAGE_SIZE, min: 0n, max: PHYS_LIMIT, topDown: true });
+}
+
+/** SZ_64K in arch/arm64/kernel/machine_kexec_file.c. */
+export const ARM64_ELFCOREHDR_ALIGN = 64n * 1024n;

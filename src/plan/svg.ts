@@ -11,7 +11,7 @@
  * Hand-written SVG: a handful of rectangles needs no chart library.
  */
 import { hex, size, type Range } from '../memory/range.ts';
-import type { MemoryMap } from '../memory/map.ts';
+import { IOMEM_CRASH_KERNEL, type MemoryMap } from '../memory/map.ts';
 import { formatRange, formatSize, intersect, normalize, overlaps } from '../memory/ranges.ts';
 import type { KexecPlan, PlannedSegment, SegmentRole } from './types.ts';
 
@@ -26,6 +26,7 @@ const COLOURS: Record<SegmentRole, string> = {
   dtb: '#9467bd',
   boot_params: '#8c564b',
   purgatory: '#e377c2',
+  elfcorehdr: '#17becf',
 };
 
 function esc(s: string): string {
@@ -86,7 +87,7 @@ function segmentTitle(s: PlannedSegment): string {
 
 /** The window the detail band shows. */
 function detailSpan(plan: KexecPlan): Range | undefined {
-  if (plan.strategy === 'quick' && plan.region !== undefined) return plan.region;
+  if ((plan.strategy === 'quick' || plan.strategy === 'crash') && plan.region !== undefined) return plan.region;
   if (plan.segments.length === 0) return undefined;
   let start = plan.segments[0]!.mem;
   let end = start;
@@ -114,8 +115,8 @@ export function planSvg(plan: KexecPlan, memory: MemoryMap): string {
     if (isQuick(r.range)) continue;
     out.push(rect(ox(r.range.start), ox(r.range.end), y1, 36, 'fill="#9e9e9e" fill-opacity="0.7"', `${r.name} ${formatRange(r.range)}`));
   }
-  if (memory.crash !== undefined) {
-    out.push(rect(ox(memory.crash.start), ox(memory.crash.end), y1, 36, 'fill="#f2c14e" fill-opacity="0.8"', `Crash kernel ${formatRange(memory.crash)}`));
+  for (const c of memory.reserved.filter((r) => r.name === IOMEM_CRASH_KERNEL)) {
+    out.push(rect(ox(c.range.start), ox(c.range.end), y1, 36, 'fill="#f2c14e" fill-opacity="0.8"', `Crash kernel ${formatRange(c.range)}`));
   }
   if (memory.quick !== undefined) {
     out.push(rect(ox(memory.quick.start), ox(memory.quick.end), y1 - 3, 42, 'fill="#4e79a7" fill-opacity="0.25" stroke="#4e79a7" stroke-width="2"', `Quick kexec ${formatRange(memory.quick)}`));
@@ -141,7 +142,8 @@ export function planSvg(plan: KexecPlan, memory: MemoryMap): string {
     out.push(
       `<polygon points="${ox(span.start).toFixed(1)},${y1 + 58} ${ox(span.end).toFixed(1)},${y1 + 58} ${MARGIN + inner},${y} ${MARGIN},${y}" fill="#4e79a7" fill-opacity="0.08"/>`,
     );
-    const label = plan.strategy === 'quick' ? `Quick kexec region ${formatRange(span)}` : `segments ${formatRange(span)}`;
+    const label =
+      plan.strategy === 'quick' ? `Quick kexec region ${formatRange(span)}` : plan.strategy === 'crash' ? `crash kernel region ${formatRange(span)}` : `segments ${formatRange(span)}`;
     out.push(text(MARGIN, y + 14, `${label} (${formatSize(size(span))})`, 'font-size="12"'));
     y += 22;
     // What the segments sit among: RAM, and the reservations inside the window.

@@ -2,7 +2,7 @@ import type { Arch } from '../image/types.ts';
 import type { Range } from '../memory/range.ts';
 
 /** What each segment is for; the CLI and `qkexec plan` print these names. */
-export type SegmentRole = 'kernel' | 'initrd' | 'dtb' | 'boot_params' | 'purgatory';
+export type SegmentRole = 'kernel' | 'initrd' | 'dtb' | 'boot_params' | 'purgatory' | 'elfcorehdr';
 
 /** A buffer to place: size and constraints, before placement. */
 export interface SegmentRequest {
@@ -40,7 +40,12 @@ export interface PlannedSegment extends SegmentRequest {
   mem: bigint;
 }
 
-export type Strategy = 'quick' | 'standard';
+/**
+ * quick: in place in the Quick kexec region; standard: anywhere in free
+ * RAM, relocated at reboot; crash: in place in the crash kernel region
+ * (crashkernel=), booted on panic.
+ */
+export type Strategy = 'quick' | 'standard' | 'crash';
 
 export interface KexecPlan {
   arch: Arch;
@@ -52,6 +57,6 @@ export interface KexecPlan {
   entry: bigint;
   /** Bytes the kernel copies at reboot: 0 on the quick path. */
   bytesToRelocate: bigint;
-  /** The Quick kexec region, when the memory map has one. */
+  /** The region the strategy loads into: the Quick kexec region (when the memory map has one), or the crash kernel region. */
   region?: Range;
 }

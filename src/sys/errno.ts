@@ -91,8 +91,12 @@ export interface SyscallContext {
   expectedArchFlag?: number;
   /** kexec_file_load: the files and the command line length (with NUL). */
   kernelFile?: string;
+  /** kexec_file_load: whether the kernel file carries a PE signature (undefined: not a PE file, or unknown). */
+  kernelSigned?: boolean;
   initrdFile?: string;
   cmdlineLen?: number;
+  /** A crash (kdump) image: KEXEC_ON_CRASH / KEXEC_FILE_ON_CRASH. */
+  crash?: boolean;
 }
 
 function describeSegment(s: SegmentInfo, i: number): string {
@@ -185,13 +189,16 @@ function epermReason(ctx: SyscallContext): { message: string; remedy: string } {
       remedy: 'use --syscall file (kexec_file_load) with a kernel signed by a trusted key',
     };
   }
+  const file = ctx.kernelFile ?? 'the kernel image';
+  const signed = ctx.kernelSigned === false ? `${file} is not signed` : ctx.kernelSigned === true ? `${file} is signed, but not by a key it trusts` : `${file} is not signed by a key it trusts`;
   return {
-    message: locked
-      ? `kexec_file_load refused (EPERM): the kernel is in lockdown (${f.lockdown}) and ${ctx.kernelFile ?? 'the kernel image'} is not signed by a key it trusts`
-      : `kexec_file_load refused (EPERM): not root, or lockdown forbids loading an unsigned kernel`,
-    remedy: 'sign the kernel image with a key in the kernel\'s keyring (sbsign), or boot without lockdown',
+    message: locked ? `kexec_file_load refused (EPERM): the kernel is in lockdown (${f.lockdown}) and ${signed}` : `kexec_file_load refused (EPERM): not root, or lockdown forbids loading an unsigned kernel`,
+    remedy: SIGN_REMEDY,
   };
 }
+
+/** What to do about a kernel the running one will not take unsigned. */
+export const SIGN_REMEDY = 'sign it with a key the running kernel trusts (sbsign --key KEY --cert CERT), or load a kernel signed by your distribution';
 
 /** Signature and image-format errors: kexec_file_load's own. */
 const FILE_ONLY = new Set<number>([ERRNO.ENOEXEC, ERRNO.EKEYREJECTED, ERRNO.EKEYREVOKED, ERRNO.EKEYEXPIRED, ERRNO.EBADMSG, ERRNO.ENOKEY, ERRNO.ENOPKG, ERRNO.ENODATA]);
@@ -227,6 +234,13 @@ export function kexecError(errno: number, ctx: SyscallContext): SystemError {
       );
     case ERRNO.EINVAL:
     case ERRNO.EADDRNOTAVAIL: {
+      if (sc === 'kexec_file_load' && ctx.crash && errno === ERRNO.EADDRNOTAVAIL) {
+        // kexec_locate_mem_hole() found no room in crashk_res for a buffer.
+        return mk(
+          `kexec_file_load found no room in the crash kernel region (EADDRNOTAVAIL) for ${ctx.kernelFile ?? 'the kernel'}${ctx.initrdFile ? `, ${ctx.initrdFile}` : ''} and their boot data`,
+          'boot with a larger crashkernel=, or use a smaller crash initramfs',
+        );
+      }
       if (sc === 'reboot') {
         return mk('reboot(LINUX_REBOOT_CMD_KEXEC) failed (EINVAL): no kernel is loaded', 'load one first: qkexec load --kernel ...');
       }
@@ -246,17 +260,17 @@ export function kexecError(errno: number, ctx: SyscallContext): SystemError {
       }
       return mk(`${sc} refused the request (${name})`, 'run with --verbose; see the kernel log (dmesg) for the reason');
     }
+    case ERRNO.ENODATA:
+      // verify_pefile_signature(): no certificate table.
+      return mk(`kexec_file_load refused ${ctx.kernelFile ?? 'the kernel image'} (ENODATA): it is not signed, and the kernel enforces kexec signatures (KEXEC_SIG_FORCE, or secure boot)`, SIGN_REMEDY);
     case ERRNO.EKEYREJECTED:
+    case ERRNO.ENOKEY:
+      return mk(`kexec_file_load refused ${ctx.kernelFile ?? 'the kernel image'} (${name}): it is signed, but not by a key in the kernel's keyrings, and the kernel enforces kexec signatures`, SIGN_REMEDY);
     case ERRNO.EKEYREVOKED:
     case ERRNO.EKEYEXPIRED:
     case ERRNO.EBADMSG:
-    case ERRNO.ENOKEY:
     case ERRNO.ENOPKG:
-    case ERRNO.ENODATA:
-      return mk(
-        `kexec_file_load refused ${ctx.kernelFile ?? 'the kernel image'} (${name}): its signature was rejected (KEXEC_SIG_FORCE or lockdown requires a kernel signed by a trusted key)`,
-        'sign the image with a key in the kernel\'s secondary or platform keyring, or use an unsigned-kernel-capable boot (no KEXEC_SIG_FORCE, no lockdown) with --syscall classic',
-      );
+      return mk(`kexec_file_load refused ${ctx.kernelFile ?? 'the kernel image'} (${name}): its signature was rejected (revoked or expired key, malformed signature, or an algorithm the kernel lacks)`, SIGN_REMEDY);
     case ERRNO.ENOEXEC:
       return mk(
         `kexec_file_load refused ${ctx.kernelFile ?? 'the kernel image'} (ENOEXEC): the running kernel does not recognise its format (x86_64 takes a bzImage, arm64 an uncompressed Image)`,

@@ -25,6 +25,9 @@ export const KEXEC_ARCH: Record<Arch, number> = {
   arm64: 183 << 16,
 };
 
+/** include/uapi/linux/kexec.h: kexec_load flags. */
+export const KEXEC_ON_CRASH = 0x1;
+
 export const KEXEC_FILE_UNLOAD = 0x1;
 export const KEXEC_FILE_ON_CRASH = 0x2;
 export const KEXEC_FILE_NO_INITRAMFS = 0x4;
@@ -48,6 +51,8 @@ interface Libc {
   reboot: (cmd: number) => number;
   sync: () => void;
   flock: (fd: number, op: number) => number;
+  memfd_create: (name: string, flags: number) => number;
+  fcntl: (...args: any[]) => number;
 }
 
 let libc: Libc | undefined;
@@ -70,6 +75,8 @@ function loadLibc(): Libc {
     reboot: lib.func('int reboot(int cmd)'),
     sync: lib.func('void sync(void)'),
     flock: lib.func('int flock(int fd, int operation)'),
+    memfd_create: lib.func('int memfd_create(const char *name, unsigned int flags)'),
+    fcntl: lib.func('int fcntl(int fd, int cmd, ...)'),
   };
   return libc;
 }
@@ -115,9 +122,13 @@ export function kexecLoad(arch: Arch, entry: bigint, segments: LoadSegment[], fl
   return result(c, ret);
 }
 
-/** kexec_load(0, 0, NULL, KEXEC_ARCH_<arch>): drops the loaded image, whichever syscall loaded it. */
-export function kexecUnload(arch: Arch): number {
-  return kexecLoad(arch, 0n, [], 0);
+/**
+ * kexec_load(0, 0, NULL, KEXEC_ARCH_<arch>): drops the loaded image,
+ * whichever syscall loaded it; with `crash`, the crash image
+ * (KEXEC_ON_CRASH).
+ */
+export function kexecUnload(arch: Arch, crash = false): number {
+  return kexecLoad(arch, 0n, [], crash ? KEXEC_ON_CRASH : 0);
 }
 
 /**
@@ -139,7 +150,8 @@ export function kexecFileLoad(arch: Arch, kernelFd: number, initrdFd: number, cm
   return result(c, ret);
 }
 
-export function kexecFileUnload(arch: Arch): number {
+/** KEXEC_FILE_UNLOAD; with `crash`, of the crash image (| KEXEC_FILE_ON_CRASH). */
+export function kexecFileUnload(arch: Arch, crash = false): number {
   const c = loadLibc();
   const ret = c.syscall(
     SYSCALL_NR[arch].kexec_file_load,
@@ -147,9 +159,31 @@ export function kexecFileUnload(arch: Arch): number {
     'long', -1n,
     'unsigned long', 0n,
     'void *', null,
-    'unsigned long', BigInt(KEXEC_FILE_UNLOAD),
+    'unsigned long', BigInt(KEXEC_FILE_UNLOAD | (crash ? KEXEC_FILE_ON_CRASH : 0)),
   );
   return result(c, ret);
+}
+
+/** linux/memfd.h, linux/fcntl.h */
+export const MFD_CLOEXEC = 0x1;
+export const MFD_ALLOW_SEALING = 0x2;
+export const F_ADD_SEALS = 1033;
+export const F_SEAL_SEAL = 0x1;
+export const F_SEAL_SHRINK = 0x2;
+export const F_SEAL_GROW = 0x4;
+export const F_SEAL_WRITE = 0x8;
+
+/** memfd_create(2): the new fd, or -errno. */
+export function memfdCreate(name: string, flags: number): number {
+  const c = loadLibc();
+  const fd = c.memfd_create(name, flags);
+  return fd < 0 ? -c.koffi.errno() : fd;
+}
+
+/** fcntl(fd, F_ADD_SEALS, seals); returns errno or 0. */
+export function addSeals(fd: number, seals: number): number {
+  const c = loadLibc();
+  return result(c, c.fcntl(fd, F_ADD_SEALS, 'int', seals));
 }
 
 /** sys/file.h */
@@ -191,6 +225,8 @@ export interface KexecCalls {
   kexecFileUnload: typeof kexecFileUnload;
   syncAndRebootKexec: typeof syncAndRebootKexec;
   rebootKexecNoSync: typeof rebootKexecNoSync;
+  /** A read-only fd holding `bytes` for kexec_file_load (default: memfd.ts readOnlyMemfd). */
+  memfd?: (name: string, bytes: Uint8Array) => number;
 }
 
 export const KERNEL: KexecCalls = { kexecLoad, kexecFileLoad, kexecUnload, kexecFileUnload, syncAndRebootKexec, rebootKexecNoSync };

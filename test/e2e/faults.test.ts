@@ -112,7 +112,7 @@ const expected: Record<string, { arch?: Arch; re: RegExp; loaded: 0 | 1 }> = {
   'truncated-over-loaded': { re: new RegExp(`^qkexec: ${TRUNCATED}: .*${STILL} -- check that ${TRUNCATED} is the right file and complete$`), loaded: 1 },
   'lockdown-classic': { re: new RegExp(`^qkexec: the kernel is in lockdown \\(integrity\\), which forbids kexec_load${STILL} -- use --syscall file`), loaded: 1 },
   'lockdown-auto': {
-    re: new RegExp(`^qkexec: kexec_file_load refused \\(EPERM\\): the kernel is in lockdown \\(integrity\\) and ${K2} is not signed by a key it trusts${STILL} -- sign the kernel image`),
+    re: new RegExp(`^qkexec: kexec_file_load refused \\(EPERM\\): the kernel is in lockdown \\(integrity\\) and ${K2} is not signed${STILL} -- sign it with a key the running kernel trusts`),
     loaded: 1,
   },
   'load-disabled': {

@@ -48,19 +48,21 @@ describe('qkexec load + exec in guests', { concurrency: 1, skip: noBundler }, ()
     await Promise.all((['x86_64', 'arm64'] as Arch[]).flatMap((a) => [assetsFor(a), ensureBundle(a)]));
   });
 
-  const cases: { arch: Arch; loader: Loader; failFirst: boolean }[] = [
-    { arch: 'x86_64', loader: 'qkexec-classic', failFirst: false },
-    { arch: 'x86_64', loader: 'qkexec-file', failFirst: true },
-    { arch: 'arm64', loader: 'qkexec-classic', failFirst: true },
+  // The lab execs with the bundle's native bin/qkexec; the Node CLI's exec is proven here, once per arch.
+  const cases: { arch: Arch; loader: Loader; failFirst: boolean; exec: 'native' | 'node' }[] = [
+    { arch: 'x86_64', loader: 'qkexec-classic', failFirst: false, exec: 'node' },
+    { arch: 'x86_64', loader: 'qkexec-file', failFirst: true, exec: 'native' },
+    { arch: 'arm64', loader: 'qkexec-classic', failFirst: true, exec: 'node' },
   ];
   for (const c of cases) {
     const syscall = c.loader.replace('qkexec-', '');
     const what = c.failFirst ? ' after a failed load of a truncated kernel' : '';
-    test(`${c.arch}: qkexec load --syscall ${syscall}, exec${what}`, async () => {
+    test(`${c.arch}: qkexec load --syscall ${syscall}, exec (${c.exec === 'node' ? 'Node CLI' : 'native bin/qkexec'})${what}`, async () => {
       const r = await runOk({
         name: `${c.arch}-${c.loader}${c.failFirst ? '-after-failure' : ''}`,
         arch: c.arch,
         loader: c.loader,
+        qkexecExec: c.exec,
         steps: c.failFirst ? failThenLoad : undefined,
       });
       assertSecondUp(r);

@@ -17,13 +17,27 @@ import { E820_TYPE_RAM, type E820Entry } from '../../memory/memmap.ts';
 import {
   BOOT_FLAG,
   HDRS_MAGIC,
+  KASLR_FLAG,
   LOADED_HIGH,
   MIN_PROTOCOL,
   setup_header as HDR_FIELDS,
   XLF_CAN_BE_LOADED_ABOVE_4G,
   XLF_KERNEL_64,
+  XLF_MEM_ENCRYPTION,
 } from '../../image/bzimage.ts';
 import { BOOT_E820_ENTRY_SIZE, mergeE820 } from './e820.ts';
+import {
+  BP_SECURE_BOOT,
+  buildEfiInfo,
+  buildEfiSetupData,
+  checkEfiState,
+  EFI_MEMORY_DESC_SIZE,
+  EFI_SETUP_DATA_SIZE,
+  packRuntimeMap,
+  parseSystab,
+  SETUP_EFI,
+  type EfiState,
+} from './efi.ts';
 
 /** setup_header offsets (the same in the bzImage file and in the zero page). */
 const HDR = Object.fromEntries(Object.entries(HDR_FIELDS).map(([k, v]) => [k, v.offset])) as {
@@ -111,12 +125,27 @@ export interface BootParamsOptions {
   /** ACPI RSDP physical address (needed on EFI machines, see readAcpiRsdp). */
   acpiRsdp?: bigint;
   /**
+   * The running kernel's EFI state (efi.ts), for an EFI host: efi_info,
+   * a SETUP_EFI setup_data node and the runtime memory map go into this
+   * segment, so the next kernel keeps EFI runtime services. Absent: the
+   * next kernel boots without EFI (a BIOS host, or --noefi).
+   */
+  efi?: EfiState;
+  /**
    * struct screen_info (0x40 bytes) to pass on, e.g. the running kernel's
    * from /sys/kernel/boot_params/data, so the new kernel finds the
    * VGA/EFI framebuffer console as the kernel's kexec_file loader lets it.
    * Without it the new kernel sees no video and only serial consoles work.
    */
   screenInfo?: Uint8Array;
+  /**
+   * For a kernel entered without its decompressor (unpacked at load
+   * time): the boot_params bits the decompressor would have set
+   * (arch/x86/boot/compressed: kaslr.c sets KASLR_FLAG when it randomised
+   * the kernel, misc.c parse_mem_encrypt() sets XLF_MEM_ENCRYPTION for
+   * mem_encrypt=on).
+   */
+  decompressorFlags?: { kaslr: boolean; memEncryption: boolean };
 }
 
 /** sizeof(struct screen_info) */
@@ -227,23 +256,54 @@ function checkE820(e820: readonly E820Entry[]): E820Entry[] {
   return merged;
 }
 
-/** Offsets of the parts after the zero page, and the segment's total size. */
-function layout(cmdLen: number, hdr: HeaderFacts, e820Count: number): { setupData: number; total: number } {
-  const afterCmdline = BOOT_PARAMS_CMDLINE_OFFSET + cmdlineArea(cmdLen, hdr);
+/**
+ * Where the parts after the zero page go, as offsets in the segment (0:
+ * absent), and the segment's total size: the command line, then 16-byte
+ * aligned the SETUP_E820_EXT node (only beyond 128 e820 entries), the
+ * SETUP_EFI node and the EFI runtime map (only for an EFI host).
+ */
+export interface BootParamsLayout {
+  e820Ext: number;
+  /** Bytes of e820 entries in the SETUP_E820_EXT node (its setup_data.len). */
+  e820ExtLen: number;
+  efiSetupData: number;
+  efiMemmap: number;
+  total: number;
+}
+
+function layout(cmdLen: number, hdr: HeaderFacts, e820Count: number, efiMapCount: number | undefined): BootParamsLayout {
+  let at = BOOT_PARAMS_CMDLINE_OFFSET + cmdlineArea(cmdLen, hdr);
+  const take = (n: number): number => {
+    const off = align16(at);
+    at = off + n;
+    return off;
+  };
   const extra = Math.max(0, e820Count - E820_MAX_ENTRIES_ZEROPAGE);
-  if (extra === 0) return { setupData: 0, total: afterCmdline };
-  const setupData = align16(afterCmdline);
-  return { setupData, total: setupData + SETUP_DATA_HEADER_SIZE + extra * BOOT_E820_ENTRY_SIZE };
+  const e820ExtLen = extra * BOOT_E820_ENTRY_SIZE;
+  const e820Ext = extra === 0 ? 0 : take(SETUP_DATA_HEADER_SIZE + e820ExtLen);
+  const efiSetupData = efiMapCount === undefined ? 0 : take(SETUP_DATA_HEADER_SIZE + EFI_SETUP_DATA_SIZE);
+  const efiMemmap = efiMapCount === undefined ? 0 : take(efiMapCount * EFI_MEMORY_DESC_SIZE);
+  return { e820Ext, e820ExtLen, efiSetupData, efiMemmap, total: at };
+}
+
+function efiOf(efi: EfiState | undefined): EfiState | undefined {
+  if (efi !== undefined) checkEfiState(efi);
+  return efi;
 }
 
 /**
  * Bytes buildBootParams() will return for these inputs, for placing the
  * segment before its address is known (it does not depend on addresses).
  */
-export function bootParamsSize(opts: Pick<BootParamsOptions, 'kernelFile' | 'cmdline' | 'e820'>): number {
+export function bootParamsSize(opts: Pick<BootParamsOptions, 'kernelFile' | 'cmdline' | 'e820' | 'efi'>): number {
+  return bootParamsLayout(opts).total;
+}
+
+/** The segment's layout for these inputs (bootParamsSize, and `qkexec plan`'s description of the boot data). */
+export function bootParamsLayout(opts: Pick<BootParamsOptions, 'kernelFile' | 'cmdline' | 'e820' | 'efi'>): BootParamsLayout {
   const hdr = readHeader(opts.kernelFile);
   const cmd = cmdlineBytes(opts.cmdline, hdr);
-  return layout(cmd.length, hdr, checkE820(opts.e820).length).total;
+  return layout(cmd.length, hdr, checkE820(opts.e820).length, efiOf(opts.efi)?.runtimeMap.length);
 }
 
 function checkAddr(what: string, addr: bigint, size: bigint, hdr: HeaderFacts): void {
@@ -269,7 +329,9 @@ export function buildBootParams(opts: BootParamsOptions): Uint8Array {
   const hdr = readHeader(file);
   const cmd = cmdlineBytes(opts.cmdline, hdr);
   const e820 = checkE820(opts.e820);
-  const { setupData, total } = layout(cmd.length, hdr, e820.length);
+  const efi = efiOf(opts.efi);
+  const lay = layout(cmd.length, hdr, e820.length, efi?.runtimeMap.length);
+  const total = lay.total;
 
   if (opts.cmdlineAddr < BigInt(BOOT_PARAMS_CMDLINE_OFFSET)) {
     throw new QkexecError('bad-address', `cmdlineAddr ${hex(opts.cmdlineAddr)} is below ${hex(BOOT_PARAMS_CMDLINE_OFFSET)}: it must be the segment's address + ${hex(BOOT_PARAMS_CMDLINE_OFFSET)}`);
@@ -299,6 +361,8 @@ export function buildBootParams(opts: BootParamsOptions): Uint8Array {
   // messages. KASLR_FLAG is kernel-internal, KEEP_SEGMENTS obsolete, and
   // CAN_USE_HEAP only concerns the real-mode setup code, which does not run.
   out[HDR.loadflags] = hdr.loadflags & LOADED_HIGH;
+  if (opts.decompressorFlags?.kaslr) out[HDR.loadflags] |= KASLR_FLAG;
+  if (opts.decompressorFlags?.memEncryption) dv.setUint16(HDR.xloadflags, hdr.xloadflags | XLF_MEM_ENCRYPTION, true);
   dv.setUint16(HDR.heap_end_ptr, 0, true);
 
   dv.setUint32(HDR.cmd_line_ptr, Number(opts.cmdlineAddr & 0xffffffffn), true);
@@ -333,15 +397,32 @@ export function buildBootParams(opts: BootParamsOptions): Uint8Array {
   setMemK(dv, e820);
 
   // The file's setup_data is 0, but a header is not a list we own: start it
-  // afresh so the kernel never follows a pointer from the image file.
+  // afresh so the kernel never follows a pointer from the image file. Nodes
+  // are linked in segment order; the kernel walks and reserves each one
+  // (parse_setup_data, memblock_x86_reserve_range_setup_data).
   u64(HDR.setup_data, 0n);
-  if (setupData !== 0) {
+  let link = HDR.setup_data;
+  const node = (at: number, type: number, data: Uint8Array): void => {
+    u64(link, base + BigInt(at));
+    u64(at, 0n); // next
+    dv.setUint32(at + 8, type, true);
+    dv.setUint32(at + 12, data.length, true);
+    out.set(data, at + SETUP_DATA_HEADER_SIZE);
+    link = at;
+  };
+  if (lay.e820Ext !== 0) {
     const rest = e820.slice(E820_MAX_ENTRIES_ZEROPAGE);
-    u64(setupData, 0n); // next
-    dv.setUint32(setupData + 8, SETUP_E820_EXT, true);
-    dv.setUint32(setupData + 12, rest.length * BOOT_E820_ENTRY_SIZE, true);
-    writeE820(dv, setupData + SETUP_DATA_HEADER_SIZE, rest);
-    u64(HDR.setup_data, base + BigInt(setupData));
+    const ext = new Uint8Array(rest.length * BOOT_E820_ENTRY_SIZE);
+    writeE820(new DataView(ext.buffer), 0, rest);
+    node(lay.e820Ext, SETUP_E820_EXT, ext);
+  }
+  if (efi !== undefined) {
+    // The runtime map is not a setup_data node: efi_info points at it, and
+    // the next kernel reserves it itself (efi_memblock_x86_reserve_range).
+    out.set(buildEfiInfo(efi.info, base + BigInt(lay.efiMemmap), efi.runtimeMap.length), BP.efi_info);
+    out[BP_SECURE_BOOT] = efi.secureBoot;
+    node(lay.efiSetupData, SETUP_EFI, buildEfiSetupData(efi.tables));
+    out.set(packRuntimeMap(efi.runtimeMap), lay.efiMemmap);
   }
   return out;
 }
@@ -386,7 +467,8 @@ function setMemK(dv: DataView, e820: readonly E820Entry[]): void {
  *    passes exactly this value on;
  *  - /sys/firmware/efi/systab, `ACPI20=0x…` before `ACPI=0x…`.
  * On BIOS machines the new kernel could also scan for the RSDP itself; on
- * EFI machines it cannot, since qkexec passes no efi_info.
+ * EFI machines it finds it in the EFI configuration table when qkexec
+ * passes the EFI state, and needs it here when it does not (--noefi).
  */
 export function readAcpiRsdp(systab: string | undefined, cmdline: string, bootParamsData?: Uint8Array): bigint | undefined {
   const fromCmdline = cmdlineAcpiRsdp(cmdline);
@@ -397,11 +479,7 @@ export function readAcpiRsdp(systab: string | undefined, cmdline: string, bootPa
     if (v !== 0n) return v;
   }
   if (systab === undefined) return undefined;
-  const tables = new Map<string, bigint>();
-  for (const line of systab.split('\n')) {
-    const m = /^\s*([A-Z0-9_]+)=0x([0-9a-fA-F]{1,16})\s*$/.exec(line);
-    if (m && !tables.has(m[1]!)) tables.set(m[1]!, BigInt('0x' + m[2]!));
-  }
+  const tables = parseSystab(systab);
   for (const key of ['ACPI20', 'ACPI']) {
     const v = tables.get(key);
     if (v !== undefined && v !== 0n) return v;

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
-  ARM64_COMMAND_LINE_SIZE, KDUMP_ONLY_CHOSEN_PROPS, RNG_SEED_DEFAULT_SIZE, arm64DtbSize, buildArm64Dtb,
+  ARM64_COMMAND_LINE_SIZE, KDUMP_CHOSEN, KDUMP_ONLY_CHOSEN_PROPS, RNG_SEED_DEFAULT_SIZE, arm64DtbSize, buildArm64Dtb,
 } from '../../../src/arch/arm64/chosen.ts';
 import { FormatError, QkexecError } from '../../../src/errors.ts';
 import {
@@ -178,4 +178,32 @@ test('refuses to produce a DTB over 2 MiB', () => {
     f.root.props.set('y', propString('y'));
   });
   assert.throws(() => buildArm64Dtb(base, F, { bootargs: 'x', random: counter().random }), isQk('dtb-too-large'));
+});
+
+test('a crash kernel gets linux,elfcorehdr, linux,usable-memory-range and a /memreserve/ over the header', () => {
+  const base = qemuVirtDtb();
+  const before = parseFdt(base, F);
+  const crash = { elfcorehdr: { start: 0x7eff0000n, end: 0x7eff1000n }, usable: [{ start: 0x6f000000n, end: 0x7f000000n }, { start: 0x30000000n, end: 0x38000000n }] };
+  const out = buildArm64Dtb(base, F, { bootargs: 'console=ttyAMA0', random: counter().random, crash });
+  const f = parseFdt(out, 'out.dtb');
+  const chosen = findNode(f.root, '/chosen')!;
+  // QEMU virt's root has #address-cells = #size-cells = 2: (u64 address, u64 size) pairs, as fdt_appendprop_addrrange() writes them.
+  const pairs = (v: Uint8Array) => Array.from({ length: v.length / 16 }, (_, i) => [new DataView(v.buffer, v.byteOffset).getBigUint64(16 * i), new DataView(v.buffer, v.byteOffset).getBigUint64(16 * i + 8)]);
+  assert.deepEqual(pairs(chosen.props.get(KDUMP_CHOSEN.elfcorehdr)!), [[0x7eff0000n, 0x1000n]]);
+  assert.deepEqual(pairs(chosen.props.get(KDUMP_CHOSEN.usableMemory)!), [[0x6f000000n, 0x10000000n], [0x30000000n, 0x8000000n]]);
+  assert.deepEqual(f.memreserve, [...before.memreserve, { address: 0x7eff0000n, size: 0x1000n }]);
+  assert.equal(out.length, arm64DtbSize(base, F, { bootargs: 'console=ttyAMA0', initrd: false, crash: { usable: crash.usable } }), 'sized before the header is placed');
+});
+
+test('crash properties follow the root\'s cells, and refuse addresses they cannot hold', () => {
+  const one = variant(qemuVirtDtb(), (f) => {
+    f.root.props.set('#address-cells', propU32(1));
+    f.root.props.set('#size-cells', propU32(1));
+  });
+  const usable = [{ start: 0x6f000000n, end: 0x7f000000n }];
+  const chosen = chosenOf(buildArm64Dtb(one, F, { bootargs: 'x', random: counter().random, crash: { elfcorehdr: { start: 0x7eff0000n, end: 0x7eff1000n }, usable } }));
+  assert.deepEqual([...chosen.props.get(KDUMP_CHOSEN.elfcorehdr)!], [0x7e, 0xff, 0, 0, 0, 0, 0x10, 0]);
+  assert.throws(() => buildArm64Dtb(one, F, { bootargs: 'x', random: counter().random, crash: { elfcorehdr: { start: 0x1_0000_0000n, end: 0x1_0000_1000n }, usable } }), isQk('bad-fdt-cells'));
+  const three = variant(qemuVirtDtb(), (f) => f.root.props.set('#address-cells', propU32(3)));
+  assert.throws(() => buildArm64Dtb(three, F, { bootargs: 'x', random: counter().random, crash: { elfcorehdr: { start: 0n, end: 4096n }, usable } }), isQk('bad-fdt-cells'));
 });

@@ -1,16 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import {
   ARM64_PURGATORY_ALIGN, ARM64_PURGATORY_LAYOUT, ARM64_PURGATORY_SIZE, arm64Purgatory,
 } from '../../../src/arch/arm64/purgatory.ts';
 import { QkexecError } from '../../../src/errors.ts';
-
-const AS = 'aarch64-linux-gnu-as';
-const OBJCOPY = 'aarch64-linux-gnu-objcopy';
+import { gas } from '../native/gas.ts';
 
 /** The purgatory as written in GNU as: the reference the encoders must match byte for byte. */
 function source(v: { dtb: bigint; kernel: bigint }): string {
@@ -30,24 +24,6 @@ kernel:
 `;
 }
 
-function assemble(src: string): Uint8Array {
-  for (const tool of [AS, OBJCOPY]) {
-    assert.equal(spawnSync(tool, ['--version']).status, 0,
-      `${tool} not found: install binutils-aarch64-linux-gnu (apt-get install binutils-aarch64-linux-gnu)`);
-  }
-  const dir = mkdtempSync(join(tmpdir(), 'qkexec-arm64-purgatory-'));
-  try {
-    writeFileSync(join(dir, 'p.S'), src);
-    const as = spawnSync(AS, ['-o', join(dir, 'p.o'), join(dir, 'p.S')], { encoding: 'utf8' });
-    assert.equal(as.status, 0, as.stderr);
-    const oc = spawnSync(OBJCOPY, ['-O', 'binary', '-j', '.text', join(dir, 'p.o'), join(dir, 'p.bin')], { encoding: 'utf8' });
-    assert.equal(oc.status, 0, oc.stderr);
-    return new Uint8Array(readFileSync(join(dir, 'p.bin')));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
 const cases = [
   { dtb: 0x48000000n, kernel: 0x40200000n },
   { dtb: 0x1_3fe0_0000n, kernel: 0x1_0000_0000n },
@@ -59,7 +35,7 @@ test('arm64Purgatory matches GNU as byte for byte', () => {
   for (const c of cases) {
     const ours = arm64Purgatory(c);
     assert.equal(ours.length, ARM64_PURGATORY_SIZE);
-    assert.deepEqual(Buffer.from(ours).toString('hex'), Buffer.from(assemble(source(c))).toString('hex'), JSON.stringify(c, (_, v) => typeof v === 'bigint' ? '0x' + v.toString(16) : v));
+    assert.deepEqual(Buffer.from(ours).toString('hex'), Buffer.from(gas('arm64', source(c))).toString('hex'), JSON.stringify(c, (_, v) => typeof v === 'bigint' ? '0x' + v.toString(16) : v));
   }
 });
 

@@ -7,8 +7,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { bundle } from '../../../src/cli/bundle.ts';
+import { nativeExec } from '../../../src/native/build.ts';
+import { noSandbox, runSandboxed } from '../native/sandbox.ts';
 import { bzImage } from '../image/fixtures.ts';
 import { cleanup, memmapFiles, sysroot, tmp, writeTree, x86Iomem } from '../load/fixtures.ts';
 
@@ -37,6 +39,24 @@ test('x86_64 bundle runs from outside the repository with node alone', { skip: p
   assert.equal(lab.status, 1);
   assert.match(lab.stderr, /^qkexec: qkexec lab is not available here/);
 
+  // bin/: the native program, handing everything but exec to this bundle's CLI (in the
+  // sandbox, where no reboot() can reboot), and under the name kexec reading `kexec KERNEL`
+  // as load-and-boot (here: a load that fails on the missing file).
+  assertNativeBin(out, 'x86_64');
+  const native = (name: string, ...args: string[]) =>
+    runSandboxed([join(out, 'bin', name), ...args], { env: { PATH: `${dirname(process.execPath)}:/usr/bin:/bin` } });
+  if (!noSandbox) {
+    const nativeHelp = native('qkexec', '--help');
+    assert.equal(nativeHelp.status, 0, nativeHelp.stderr);
+    assert.match(nativeHelp.stdout, /^Usage: qkexec/);
+    const asKexec = native('kexec', '/nonexistent/vmlinuz');
+    assert.equal(asKexec.status, 1);
+    assert.match(asKexec.stderr, /^qkexec: \/nonexistent\/vmlinuz: cannot read kernel image/);
+    const asQkexec = native('qkexec', '/nonexistent/vmlinuz');
+    assert.equal(asQkexec.status, 2);
+    assert.match(asQkexec.stderr, /^qkexec: unknown command "\/nonexistent\/vmlinuz"/);
+  }
+
   // koffi, as the bundle resolves it, reaches the kernel: getpid through syscall(2).
   const ffi = spawnSync(process.execPath, ['-e', `
     const k = require('module').createRequire(${JSON.stringify(join(out, 'qkexec.mjs'))})('koffi');
@@ -54,4 +74,15 @@ test('arm64 bundle carries the aarch64 native module', async () => {
   assert.match(js, /^#!\/usr\/bin\/env node/);
   assert.equal(statSync(join(out, 'qkexec.mjs')).mode & 0o111, 0o111, 'executable');
   assert.doesNotMatch(js, /import\.meta\.dirname/, 'node 18 has no import.meta.dirname');
+  assertNativeBin(out, 'arm64');
 });
+
+/** bin/qkexec and bin/kexec: the native program for the bundle's arch, executable. */
+function assertNativeBin(out: string, arch: 'x86_64' | 'arm64'): void {
+  for (const name of ['qkexec', 'kexec']) {
+    const file = join(out, 'bin', name);
+    assert.equal(statSync(file).mode & 0o111, 0o111, `${file} executable`);
+    assert.deepEqual(new Uint8Array(readFileSync(file)), nativeExec(arch));
+    assert.equal(elfMachine(file), arch === 'x86_64' ? 62 : 183);
+  }
+}

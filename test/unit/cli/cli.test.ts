@@ -6,20 +6,19 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { bzImage, arm64Image } from '../image/fixtures.ts';
 import { qemuVirtDtb } from '../fdt/fixtures.ts';
 import { cleanup, memmapFiles, sysroot, tmp, writeTree, x86Iomem, arm64Iomem, X86_QUICK } from '../load/fixtures.ts';
+import { qkexec } from './run.ts';
 
-const REPO = new URL('../../../', import.meta.url).pathname;
-const MAIN = new URL('src/cli/main.ts', 'file://' + REPO).pathname;
 const dir = writeTree(tmp('qkexec-cli-'), {
   bzImage: bzImage({ kernelLength: 0x30000, init_size: 0x200000 }),
   Image: arm64Image({ length: 0x40000, image_size: 0x80000n }),
   initrd: new Uint8Array(0x200000).fill(3),
   iomem: x86Iomem(true),
+  'iomem-crash': x86Iomem(true, true),
   'iomem-arm64': arm64Iomem(),
   'virt.dtb': qemuVirtDtb(),
   junk: 'not a kernel at all, just text',
@@ -27,11 +26,6 @@ const dir = writeTree(tmp('qkexec-cli-'), {
 });
 test.after(cleanup);
 const f = (name: string) => join(dir, name);
-
-function qkexec(...args: string[]) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', MAIN, ...args], { encoding: 'utf8', cwd: REPO });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 /** A failure: non-zero, and stderr is exactly one line "qkexec: ... -- ...". */
 function failsWithOneLine(r: ReturnType<typeof qkexec>, code: number, re: RegExp) {
@@ -123,7 +117,8 @@ test('usage errors exit 2 with one line', () => {
   failsWithOneLine(qkexec('load', '--syscall', 'magic', f('bzImage')), 2, /magic/);
   failsWithOneLine(qkexec('frobnicate'), 2, /unknown command "frobnicate"/);
   failsWithOneLine(qkexec('--frob', '-l', f('bzImage')), 2, /unknown kexec option --frob/);
-  failsWithOneLine(qkexec('-p', f('bzImage')), 1, /crash \(kdump\)/);
+  failsWithOneLine(qkexec('-p', '--initrd=x'), 2, /no kernel file given to load \(kexec -p KERNEL\)/);
+  failsWithOneLine(qkexec('-p', '--elf32-core-headers', f('bzImage')), 1, /ELF64 core headers only/);
   failsWithOneLine(qkexec('exec', '--sysroot', '/nonexistent'), 2, /--dry-run only/);
 });
 
@@ -145,4 +140,39 @@ test('status on fixtures, text and JSON; --check exit status', () => {
   assert.equal(j.quickRegion.size, '0x4000000');
   assert.equal(qkexec('status', '--check', '--sysroot', root).code, 1);
   assert.equal(qkexec('status', '--check', '--sysroot', sysroot({ arch: 'x86_64', loaded: 1 })).code, 0);
+});
+
+test('kdump: plan --crash places every segment in the crash region; --reserve says crashkernel=; --check --crash', () => {
+  const r = qkexec('plan', '--crash', f('bzImage'), '--initrd', f('initrd'), '--append', 'console=ttyS0', '--iomem', f('iomem-crash'), '--json');
+  assert.equal(r.code, 0, r.stderr);
+  const plan = JSON.parse(r.stdout).plan;
+  assert.equal(plan.strategy, 'crash');
+  assert.deepEqual(plan.region, { start: '0x20000000', end: '0x28000000' });
+  assert.deepEqual(plan.segments.map((s: { role: string }) => s.role), ['elfcorehdr', 'kernel', 'initrd', 'boot_params', 'purgatory']);
+  for (const s of plan.segments) assert.ok(BigInt(s.mem) >= 0x20000000n && BigInt(s.mem) + BigInt(s.memsz) <= 0x28000000n, s.role);
+  const text = qkexec('plan', '--crash', f('bzImage'), '--iomem', f('iomem-crash'));
+  assert.match(text.stdout, /^elfcorehdr +0x27fff000 +0x27ffffff +4 KiB/m);
+  assert.match(text.stdout, /strategy crash: payload fits the crash kernel region; crash kernel region 0x20000000-0x27ffffff \(128 MiB, \d+% used\)/);
+  const reserve = qkexec('plan', '--crash', '--reserve', f('bzImage'), '--initrd', f('initrd'), '--iomem', f('iomem-crash'));
+  assert.match(reserve.stdout, /^crashkernel=\d+M {3}\(/);
+  failsWithOneLine(qkexec('plan', '--crash', f('bzImage'), '--iomem', f('iomem')), 1, /no crash kernel region: the running kernel was not booted with crashkernel= .* -- boot with crashkernel=SIZE/);
+
+  const root = sysroot({ arch: 'x86_64', loaded: 0, crash: { loaded: 1 } });
+  assert.equal(qkexec('status', '--check', '--crash', '--sysroot', root).code, 0);
+  assert.equal(qkexec('status', '--check', '--sysroot', root).code, 1);
+  const st = JSON.parse(qkexec('status', '--json', '--sysroot', root).stdout);
+  assert.equal(st.crashLoaded, true);
+  assert.deepEqual(st.crashRegion, { range: { start: '0x20000000', end: '0x28000000' }, size: '0x8000000' });
+  assert.equal(st.crashSize, '0x8000000');
+});
+
+test('kdump: load --crash --dry-run on a fixture machine reports the crash checks and the region', () => {
+  const root = sysroot({ arch: 'x86_64', loaded: 0, crash: {} });
+  const r = qkexec('load', '--crash', '--dry-run', '--syscall', 'file', '--sysroot', root, f('bzImage'), '--initrd', f('initrd'), '--command-line', 'console=ttyS0 irqpoll');
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^ {2}ok {4}crash region: crashkernel= reserved 0x20000000-0x27ffffff \(128 MiB\)$/m);
+  assert.match(r.stdout, /^ {2}ok {4}capture kernel: .* has no embedded \.config/m);
+  const j = JSON.parse(qkexec('load', '--crash', '--dry-run', '--syscall', 'file', '--json', '--sysroot', root, f('bzImage')).stdout);
+  assert.deepEqual(j.crash.region, { start: '0x20000000', end: '0x28000000' });
+  assert.equal(j.plan.strategy, 'crash');
 });

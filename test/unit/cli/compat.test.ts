@@ -54,15 +54,39 @@ test('-i, -x, --mem-min/--mem-max are accepted with a note', () => {
   assert.match(r.notes.join('\n'), /mem-max are honoured by kexec_load/);
 });
 
-test('-d → --verbose; --dtb → --fdt; -S → status --check', () => {
+test('-d → --verbose; --dtb → --fdt', () => {
   assert.deepEqual(t(['-d', '-l', 'k', '--dtb=x.dtb']), [['load', '--kernel', 'k', '--fdt', 'x.dtb', '--verbose']]);
-  assert.deepEqual(t(['-S']), [['status', '--check']]);
+});
+
+test('-S as kexec-tools 2.0.25 has it: the crash kernel unless -l, exit 1 when loaded', () => {
+  assert.deepEqual(t(['-S']), [['status', '--check', '--kexec-tools-exit', '--crash']]);
+  assert.deepEqual(t(['-p', '-S']), [['status', '--check', '--kexec-tools-exit', '--crash']]);
+  assert.deepEqual(t(['-l', '-S']), [['status', '--check', '--kexec-tools-exit']]);
+});
+
+test('kdump tools: the argv Debian kdump-config and Fedora kdumpctl pass', () => {
+  // kdump-config: kexec -p [-s] [--args-linux] $KDUMP_KEXEC_ARGS --command-line="..." --initrd=FILE KERNEL
+  assert.deepEqual(t(['-p', '--command-line=root=/dev/vda1 reset_devices nr_cpus=1 systemd.unit=kdump-tools-dump.service', '--initrd=/var/lib/kdump/initrd.img', '/var/lib/kdump/vmlinuz']), [
+    ['load', '--kernel', '/var/lib/kdump/vmlinuz', '--crash', '--initrd', '/var/lib/kdump/initrd.img', '--command-line', 'root=/dev/vda1 reset_devices nr_cpus=1 systemd.unit=kdump-tools-dump.service'],
+  ]);
+  assert.deepEqual(t(['-p', '-s', '--command-line=c', '--initrd=i', 'k']), [['load', '--kernel', 'k', '--crash', '--initrd', 'i', '--command-line', 'c', '--syscall', 'file']]);
+  assert.deepEqual(t(['-s', '-p', '-u']), [['unload', '--crash', '--syscall', 'file']]);
+  assert.deepEqual(t(['-p', '-u']), [['unload', '--crash']]);
+  // kdumpctl: kexec $KEXEC_ARGS -p -d --command-line=... --initrd=... KERNEL
+  assert.deepEqual(t(['-s', '-p', '-d', '--command-line=c', '--initrd=i', 'k']), [['load', '--kernel', 'k', '--crash', '--initrd', 'i', '--command-line', 'c', '--syscall', 'file', '--verbose']]);
+  assert.deepEqual(t(['--load-panic', 'k', '--append=x']), [['load', '--kernel', 'k', '--crash', '--append', 'x']]);
+  const notes = translateKexecArgv(['-p', '--args-linux', '--elf64-core-headers', '--dt-no-old-root', 'k']).notes.join('\n');
+  assert.match(notes, /--args-linux accepted/);
+  assert.match(notes, /ELF64 core headers/);
+  assert.match(notes, /--dt-no-old-root accepted/);
 });
 
 test('refusals name the offending option', () => {
   const bad = (argv: string[], re: RegExp) =>
     assert.throws(() => translateKexecArgv(argv), (e: unknown) => e instanceof QkexecError && re.test(e.message));
-  bad(['-p', 'k'], /crash \(kdump\)/);
+  bad(['-p', '-e'], /conflicting actions: -p loads a crash kernel/);
+  bad(['-p', '--hotplug', 'k'], /--hotplug/);
+  bad(['-p', '--elf32-core-headers', 'k'], /ELF64 core headers only/);
   bad(['--frobnicate', '-l', 'k'], /--frobnicate/);
   bad(['-Z'], /-Z/);
   bad(['-l'], /no kernel file/);

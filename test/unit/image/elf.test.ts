@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseElf } from '../../../src/image/elf.ts';
+import { elfLoadSegments, parseElf } from '../../../src/image/elf.ts';
 import { probe } from '../../../src/image/probe.ts';
 import { X86_SEGS, elf64, put32, put64, throwsFormat } from './fixtures.ts';
 
@@ -17,6 +17,7 @@ test('ELF: entry, arch and every PT_LOAD field; other program headers skipped', 
   assert.equal(k.arch, 'x86_64');
   assert.equal(k.bytes, b);
   assert.equal(k.entry, 0x1000000n);
+  assert.equal(k.entryPhys, 0x1000000n, 'x86_64: e_entry is physical (ENTRY(phys_startup_64))');
   const loads = X86_SEGS.filter((s) => (s.type ?? 1) === 1);
   assert.deepEqual(
     k.segments,
@@ -29,6 +30,7 @@ test('ELF: aarch64, ET_DYN, virtual entry point, larger e_phentsize', () => {
   const k = parseElf(elf64({ machine: 183, type: 3, entry: 0xffffffff81000040n, phentsize: 64 }), F);
   assert.equal(k.arch, 'arm64');
   assert.equal(k.entry, 0xffffffff81000040n);
+  assert.equal(k.entryPhys, 0x1000040n, 'arm64: e_entry is virtual, translated through its PT_LOAD');
   assert.equal(k.segments.length, 2);
   assert.equal(k.segments[1]!.memsz, 0x5000n);
 });
@@ -86,5 +88,24 @@ test('ELF rejections name the file, the offset and what was expected', () => {
   throwsFormat(() => parseElf(elf64({ segs: [{ ...X86_SEGS[0]!, paddr: 0xffff_ffff_ffff_f800n }] }), F), F, 64 + 24, /PT_LOAD 0: .* wraps the address space/);
   throwsFormat(() => parseElf(elf64({ segs: [{ ...X86_SEGS[0]!, type: 4 }] }), F), F, 0x20, /no PT_LOAD segment/);
   throwsFormat(() => parseElf(elf64({ segs: [X86_SEGS[0]!, { ...X86_SEGS[2]!, paddr: 0x1000800n }] }), F), F, 0x20, /PT_LOAD segments overlap in physical memory: 0x1000000\+0x1000 and 0x1000800/);
-  throwsFormat(() => parseElf(elf64({ entry: 0x2000000n }), F), F, 0x18, /e_entry 0x2000000 lies outside every PT_LOAD segment/);
+  throwsFormat(() => parseElf(elf64({ entry: 0x2000000n }), F), F, 0x18, /e_entry 0x2000000 lies outside the file data of every PT_LOAD segment/);
+  // In the segment's memory but past its file data: the zero-filled BSS.
+  throwsFormat(() => parseElf(elf64({ entry: 0x1200900n }), F), F, 0x18, /e_entry 0x1200900 lies outside the file data/);
+  throwsFormat(() => parseElf(elf64({ segs: [X86_SEGS[0]!, { ...X86_SEGS[2]!, vaddr: 0xffffffff81000800n }] }), F), F, 0x20, /PT_LOAD segments overlap in virtual memory: 0xffffffff81000000\+0x1000 and 0xffffffff81000800/);
+  throwsFormat(() => parseElf(elf64({ segs: [X86_SEGS[0]!, { ...X86_SEGS[2]!, paddr: 0x1_0100_0000n }] }), F), F, 0x20, /PT_LOAD segments span 0x1000000-0x101005000, more than 4 GiB/);
+});
+
+test('ELF to kexec segments: each PT_LOAD with memory, its file bytes at p_paddr, entered at the physical entry', () => {
+  const b = elf64();
+  const k = parseElf(b, F);
+  const { segments, entry } = elfLoadSegments(k);
+  assert.equal(entry, 0x1000000n);
+  assert.deepEqual(
+    segments.map((s) => ({ paddr: s.paddr, memsz: s.memsz, len: s.buf.length, first: s.buf[0] })),
+    [
+      { paddr: 0x1000000n, memsz: 0x1000n, len: 0x1000, first: b[0x1000] },
+      { paddr: 0x1200000n, memsz: 0x5000n, len: 0x800, first: b[0x2000] },
+    ],
+  );
+  assert.equal(segments[0]!.buf.buffer, b.buffer, 'views into the file, not copies');
 });

@@ -231,3 +231,62 @@ export function throwsFormat(fn: () => unknown, file: string, offset: number, wh
     return true;
   });
 }
+
+export interface PeSectionSpec {
+  name: string;
+  data: Uint8Array;
+  /** VirtualSize (default data.length). */
+  virtualSize?: number;
+  /** SizeOfRawData (default data.length rounded up to 0x200). */
+  rawSize?: number;
+}
+
+/**
+ * A PE32+ image as the PE/COFF spec lays it out: MS-DOS header with
+ * e_lfanew 0x80, "PE\0\0", COFF header, a 0xf0-byte optional header, the
+ * section table, then each section's raw data at 0x200-aligned offsets.
+ */
+export function peImage(sections: PeSectionSpec[], machine = 0x8664): Uint8Array {
+  const peOff = 0x80;
+  const optSize = 0xf0;
+  const table = peOff + 24 + optSize;
+  let pos = Math.ceil((table + sections.length * 40) / 0x200) * 0x200;
+  const placed = sections.map((s) => {
+    const raw = s.rawSize ?? Math.ceil(s.data.length / 0x200) * 0x200;
+    const at = pos;
+    pos += raw;
+    return { ...s, raw, at };
+  });
+  const b = new Uint8Array(pos);
+  const v = new DataView(b.buffer);
+  b.set([0x4d, 0x5a]);
+  v.setUint32(0x3c, peOff, true);
+  b.set([0x50, 0x45, 0, 0], peOff);
+  v.setUint16(peOff + 4, machine, true);
+  v.setUint16(peOff + 6, sections.length, true);
+  v.setUint16(peOff + 20, optSize, true);
+  v.setUint16(peOff + 24, 0x20b, true);
+  placed.forEach((s, i) => {
+    const h = table + i * 40;
+    b.set(new TextEncoder().encode(s.name).subarray(0, 8), h);
+    v.setUint32(h + 8, s.virtualSize ?? s.data.length, true);
+    v.setUint32(h + 12, 0x1000 * (i + 1), true);
+    v.setUint32(h + 16, s.raw, true);
+    v.setUint32(h + 20, s.at, true);
+    b.set(s.data.subarray(0, Math.min(s.data.length, s.raw)), s.at);
+  });
+  return b;
+}
+
+/** A UKI: a stub's .text, then .osrel, .cmdline, .linux, .initrd (and any extra sections). */
+export function ukiImage(o: { linux: Uint8Array; initrd?: Uint8Array; cmdline?: string; extra?: PeSectionSpec[]; machine?: number }): Uint8Array {
+  const enc = (s: string) => new TextEncoder().encode(s);
+  const sections: PeSectionSpec[] = [
+    { name: '.text', data: new Uint8Array(0x400).fill(0xcc) },
+    { name: '.osrel', data: enc('NAME="Debian GNU/Linux"\nPRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\n') },
+  ];
+  if (o.cmdline !== undefined) sections.push({ name: '.cmdline', data: enc(o.cmdline) });
+  sections.push({ name: '.linux', data: o.linux });
+  if (o.initrd) sections.push({ name: '.initrd', data: o.initrd });
+  return peImage([...sections, ...(o.extra ?? [])], o.machine);
+}

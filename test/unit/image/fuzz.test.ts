@@ -11,7 +11,8 @@ import { FormatError } from '../../../src/errors.ts';
 import { describe, probe } from '../../../src/image/probe.ts';
 import type { KernelImage } from '../../../src/image/types.ts';
 import { setup_header } from '../../../src/image/bzimage.ts';
-import { arm64Image, bzImage, elf64, gzip, zboot } from './fixtures.ts';
+import { execFileSync } from 'node:child_process';
+import { arm64Image, bzImage, elf64, gzip, ukiImage, zboot, type ElfSeg } from './fixtures.ts';
 
 const numRuns = Number(process.env.QKEXEC_FUZZ_RUNS ?? 200);
 const FILE = '/fuzz/vmlinuz';
@@ -72,6 +73,13 @@ function probeIsTotal(bytes: Uint8Array): void {
     assert.equal(e.file, FILE);
     assert.ok(e.message.startsWith(`${FILE}: `), e.message);
     return;
+  }
+  if (img.uki !== undefined) {
+    assert.ok(img.unwrapped?.[0] === 'UKI .linux');
+    assert.equal(img.uki.stubArch, img.arch);
+    assert.ok(img.uki.linux.offset + img.uki.linux.size <= bytes.length);
+    for (const part of [img.uki.initrd, img.uki.ucode, img.uki.dtb]) assert.ok(part === undefined || part.length > 0);
+    assert.ok(img.uki.cmdline === undefined || !/[\u0000-\u001f]/.test(img.uki.cmdline));
   }
   if (img.kind === 'arm64-image') wellFormedArm64(img);
   else if (img.kind === 'bzimage') wellFormedBz(img);
@@ -146,6 +154,29 @@ const bzGz = gzip(bz);
 const twoMembers = new Uint8Array([...gzip(arm.subarray(0, 0x400)), ...gzip(arm.subarray(0x400))]);
 const armZboot = zboot(gzip(arm64Image({ length: 0x800, image_size: 0x800n })));
 
+// A UKI: .text, .osrel, .cmdline, .linux, .initrd; section headers from 0x188, 40 bytes each.
+const uki = ukiImage({ linux: bz, initrd: new Uint8Array(0x300).fill(1), cmdline: 'quiet\n' });
+const UKI_FIELDS: Field[] = [
+  [0x3c, 4], [0x84, 2], [0x86, 2], [0x94, 2],
+  ...[0, 1, 2, 3, 4].flatMap((i): Field[] => [0, 8, 16, 20].map((o): Field => [0x188 + i * 40 + o, o === 0 ? 8 : 4])),
+];
+const zstdOf = (d: Uint8Array) => new Uint8Array(execFileSync('zstd', ['-q', '-3', '-c'], { input: d }));
+const armZst = zstdOf(arm);
+const ZSTD_FIELDS: Field[] = [[4, 1], [5, 1], [6, 1], [7, 2], [8, 4], [armZst.length - 4, 4]];
+const armZbootZstd = zboot(armZst, 'zstd');
+// An arm64 vmlinux: the Image in two PT_LOADs.
+const VBASE = 0xffff800080000000n;
+const vmlinuxSegs: ElfSeg[] = [
+  { offset: 0x1000, vaddr: VBASE, paddr: VBASE, filesz: 0x400n, memsz: 0x400n },
+  { offset: 0x1400, vaddr: VBASE + 0x400n, paddr: VBASE + 0x400n, filesz: 0x400n, memsz: 0xc00n },
+];
+const armVmlinux = elf64({ machine: 183, entry: VBASE, segs: vmlinuxSegs, length: 0x1800 });
+armVmlinux.set(arm, 0x1000);
+
+fuzzMutations('UKI', uki, UKI_FIELDS);
+fuzzMutations('Image.zst', armZst, ZSTD_FIELDS);
+fuzzMutations('EFI zboot, zstd', armZbootZstd, [...ZBOOT_FIELDS, ...ZSTD_FIELDS.map(([o, n]): Field => [0x200 + o, n])]);
+fuzzMutations('arm64 ELF vmlinux', armVmlinux, ELF_FIELDS);
 fuzzMutations('arm64 Image', arm, ARM64_FIELDS);
 fuzzMutations('bzImage', bz, BZ_FIELDS);
 fuzzMutations('ELF64 vmlinux', elf, ELF_FIELDS);
@@ -164,6 +195,7 @@ test('fuzz: mutated kernels inside a valid gzip or zboot container', () => {
     fc.property(inner, ops, fc.boolean(), ([base, fields], o, useZboot) => {
       const gz = gzip(mutate(base, fields, o), { level: 1 });
       probeIsTotal(useZboot ? zboot(gz) : gz);
+      probeIsTotal(ukiImage({ linux: useZboot ? zboot(gz) : mutate(base, fields, o), cmdline: 'x' }));
     }),
     { numRuns },
   );
@@ -181,6 +213,9 @@ test('fuzz: random bytes behind each format\'s magic', () => {
     [0, [0x1f, 0x8b, 8, 0]],
     [0, [0x7f, 0x45, 0x4c, 0x46, 2, 1, 1]],
     [0, [0x4d, 0x5a, 0, 0, 0x7a, 0x69, 0x6d, 0x67]],
+    [0, [0x28, 0xb5, 0x2f, 0xfd]],
+    [0, [0x28, 0xb5, 0x2f, 0xfd, 0x04, 0x58]],
+    [0, [0x4d, 0x5a]],
   ];
   fc.assert(
     fc.property(fc.constantFrom(...magics), fc.uint8Array({ maxLength: 0x1000 }), ([off, magic], body) => {

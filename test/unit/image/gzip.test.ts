@@ -18,7 +18,8 @@ test('Image.gz: inflated, parsed as an arm64 Image, marked compressed', () => {
   assert.deepEqual(img.bytes, raw);
   assert.equal(img.text_offset, 0x80000n);
   assert.equal(img.image_size, 0x20000n);
-  assert.deepEqual({ ...img, compressed: false }, parseArm64Image(img.bytes, F));
+  assert.deepEqual(img.unwrapped, ['gzip']);
+  assert.deepEqual({ ...img, compressed: false, unwrapped: undefined }, { ...parseArm64Image(img.bytes, F), unwrapped: undefined });
 });
 
 test('gzip of a bzImage or an ELF is probed as that format', () => {
@@ -109,7 +110,8 @@ test('EFI zboot with a gzip payload: the Image inside is returned', () => {
 test('EFI zboot rejections name the file, the offset and what was expected', () => {
   const Z = '/boot/vmlinuz.efi';
   const gz = gzip(arm64Image());
-  throwsFormat(() => probe(zboot(gz, 'zstd'), Z), Z, 0x18, /EFI zboot image with a 'zstd' payload: qkexec inflates gzip only/);
+  throwsFormat(() => probe(zboot(gz, 'xz'), Z), Z, 0x18, /EFI zboot image with a 'xz' payload: qkexec decompresses gzip and zstd only/);
+  throwsFormat(() => probe(zboot(gz, 'brotli'), Z), Z, 0x18, /EFI zboot image with an unknown 'brotli' payload/);
   throwsFormat(() => probe(put32(zboot(gz), 12, 0x100000), Z), Z, 8, /EFI zboot payload \(offset 0x200, size 0x100000\) lies outside/);
   throwsFormat(() => probe(zboot(gz).subarray(0, 0x30), Z), Z, 0, /truncated: EFI zboot header needs 64 bytes/);
   throwsFormat(() => probe(zboot(gz.subarray(0, 30)), Z), Z, 10, /^\/boot\/vmlinuz\.efi: EFI zboot payload: truncated gzip data/);

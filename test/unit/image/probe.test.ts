@@ -20,7 +20,7 @@ test('probe dispatches on magic numbers', () => {
 test('probe: unknown bytes say which magics were looked for, and where', () => {
   const expected =
     "not a Linux kernel image (starts 49 6e 69 74 72 64 21 00): expected arm64 Image magic 'ARM\\x64' at 0x38, " +
-    "bzImage 'HdrS' at 0x202, gzip 1f 8b, EFI zboot 'MZ..zimg', or ELF 7f 45 4c 46 at offset 0x0";
+    "bzImage 'HdrS' at 0x202, gzip 1f 8b, zstd 28 b5 2f fd, EFI zboot 'MZ..zimg', a UKI (PE with .linux), or ELF 7f 45 4c 46 at offset 0x0";
   const junk = new Uint8Array(0x1000);
   junk.set(new TextEncoder().encode('Initrd!'));
   assert.throws(() => probe(junk, F), { name: 'FormatError', message: `${F}: ${expected}` });
@@ -78,7 +78,7 @@ test('describe: one line per format with sizes and alignment', () => {
   };
   assert.equal(
     one(probe(gzip(arm64Image({ length: 0x100000, image_size: 0x2010000n })), F)),
-    'arm64 Image (decompressed): 1.0 MiB file, image_size 0x2010000 (32.1 MiB), text_offset 0x0, 4K pages, 2 MiB-aligned base anywhere',
+    'arm64 Image: 1.0 MiB file, image_size 0x2010000 (32.1 MiB), text_offset 0x0, 4K pages, 2 MiB-aligned base anywhere (from gzip)',
   );
   assert.equal(
     one(probe(arm64Image({ text_offset: 0x80000n, flags: 0n }), F)),
@@ -89,7 +89,10 @@ test('describe: one line per format with sizes and alignment', () => {
     'x86_64 bzImage, boot protocol 2.15: setup 0x800, kernel 0.0 MiB, init_size 0x40000 (0.3 MiB), ' +
       'kernel_alignment 0x200000 (min 0x200000), pref_address 0x1000000, xloadflags 0x7f',
   );
-  assert.equal(one(probe(elf64(), F)), 'x86_64 ELF vmlinux: 2 PT_LOAD, paddr 0x1000000-0x1205000 (2.0 MiB), entry 0x1000000');
+  assert.equal(
+    one(probe(elf64(), F)),
+    'x86_64 ELF vmlinux: 2 PT_LOAD, paddr 0x1000000-0x1204fff (2.0 MiB), entry 0x1000000; loaded at its link address (a vmlinux carries no relocations)',
+  );
 });
 
 test('probe returns plain Uint8Array views even when given a Buffer', () => {

@@ -116,6 +116,15 @@ test('--node-before-exec: every loader runs node between its load and the exec, 
   }
 });
 
+test('qkexec loaders exec with the native bin/qkexec unless --node-exec; kexec-tools\' with kexec -e', () => {
+  const exec = (loader: 'kexec-tools-i' | 'qkexec-classic', qkexecExec?: 'native' | 'node') =>
+    /echo QKLAB:exec\n(.*)\n/.exec(scenarioScript(scenarioFor(spec(loader), kernels, { qkexecExec }), 'tok'))?.[1];
+  assert.equal(exec('qkexec-classic'), '/qkexec/bin/qkexec exec');
+  assert.equal(exec('qkexec-classic', 'native'), '/qkexec/bin/qkexec exec');
+  assert.equal(exec('qkexec-classic', 'node'), 'node /qkexec/qkexec.mjs exec');
+  assert.equal(exec('kexec-tools-i', 'node'), 'kexec -e');
+});
+
 test('a second benchmark into the same directory is refused, and the first one\'s results stay', async () => {
   const out = mkdtempSync(join(tmpdir(), 'qkbench-out-'));
   const file = join(out, 'results.json');
@@ -123,6 +132,17 @@ test('a second benchmark into the same directory is refused, and the first one\'
   const o = { arches: ['x86_64'] as const, loaders: ['kexec-tools-i'] as const, payloads: [16], floor: false, repeats: 1, out, command: 'x', reporter: silentReporter };
   await assert.rejects(runBench(o), (e: unknown) => e instanceof QkexecError && e.code === 'results-exist' && /--resume/.test(e.remedy ?? ''));
   assert.equal(readFileSync(file, 'utf8'), '{"committed": true}\n');
+});
+
+test('--resume keeps the exec command of the file: results made before the native exec count as Node\'s', async () => {
+  const out = mkdtempSync(join(tmpdir(), 'qkbench-out-'));
+  const file = join(out, 'results.json');
+  const results = (qkexecExec?: string) => JSON.stringify({ version: 1, startedAt: '2026-11-25T00:00:00Z', command: 'x', host: { cpus: 2, qemu: 'q', node: 'n' }, ...(qkexecExec ? { qkexecExec } : {}), runs: [] });
+  const o = { arches: ['x86_64'] as const, loaders: ['kexec-tools-i'] as const, payloads: [16], floor: false, repeats: 1, out, command: 'x', reporter: silentReporter, resume: true };
+  writeFileSync(file, results('native'));
+  await assert.rejects(runBench({ ...o, qkexecExec: 'node' }), /exec'd with the native bin\/qkexec: resume it the same way \(without --node-exec\)/);
+  writeFileSync(file, results());
+  await assert.rejects(runBench({ ...o, qkexecExec: 'native' }), /exec'd with Node: resume it the same way \(with --node-exec\)/);
 });
 
 function writeTemp(name: string, text: string | Buffer): string {

@@ -145,6 +145,10 @@ test('buildReport: no runs is an error that says what to do', async () => {
   assert.match(same.markdown, /Made with --node-before-exec/);
   assert.doesNotMatch(same.markdown, /may include that cost where kexec-tools' do not/);
   assert.match(same.html, /Made with --node-before-exec/);
+  // Which command exec'd qkexec's loads is said, since it is in the exec command's time.
+  assert.match((await buildReport({ ...fixture(CELLS), qkexecExec: 'native' })).markdown, /exec’d by the bundle’s native bin\/qkexec/);
+  assert.match((await buildReport({ ...fixture(CELLS), qkexecExec: 'node' })).html, /exec’d by the Node CLI .*\(--node-exec\)/);
+  assert.match(same.markdown, /exec’d by the Node CLI .*predate the native bin\/qkexec/);
   await assert.rejects(buildReport(fixture([])), (e) => e instanceof QkexecError && e.code === 'no-runs' && !!e.remedy);
 });
 

@@ -84,6 +84,10 @@ test('fuzz: validateResults on results-shaped values and on any JSON value', () 
   assert.equal(validateResults({ ...base, nodeBeforeExec: true }, SOURCE).nodeBeforeExec, true);
   assert.equal(validateResults(base, SOURCE).nodeBeforeExec, undefined);
   assert.throws(() => validateResults({ ...base, nodeBeforeExec: 'yes' }, SOURCE), /nodeBeforeExec: expected a boolean/);
+  assert.equal(validateResults({ ...base, qkexecExec: 'native' }, SOURCE).qkexecExec, 'native');
+  assert.equal(validateResults({ ...base, qkexecExec: 'node' }, SOURCE).qkexecExec, 'node');
+  assert.equal(validateResults(base, SOURCE).qkexecExec, undefined);
+  assert.throws(() => validateResults({ ...base, qkexecExec: 'bun' }, SOURCE), /qkexecExec: expected "native" or "node"/);
 });
 
 test('fuzz: readResults on any bytes, and on truncated valid files', () => {

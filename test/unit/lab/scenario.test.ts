@@ -21,7 +21,17 @@ test('scenario scripts: loader command lines, quoting, syntax', () => {
   const qk = scenarioScript({ ...base, arch: 'arm64', loader: 'qkexec-file', loaderArgs: ['--verbose'] }, 'tok');
   shSyntaxOk(qk);
   assert.match(qk, /node \/qkexec\/qkexec\.mjs load --kernel \/boot\/k2 --initrd \/boot\/i2 --append 'earlycon=pl011,0x9000000 console=ttyAMA0 [^']*qklab\.token=tok' --syscall file --verbose/);
-  assert.match(qk, /node \/qkexec\/qkexec\.mjs exec\n/);
+  // qkexec's loads are exec'd by the bundle's native program unless the scenario asks for Node.
+  assert.match(qk, /echo QKLAB:exec\n\/qkexec\/bin\/qkexec exec\n/);
+  const viaNode = scenarioScript({ ...base, loader: 'qkexec-classic', qkexecExec: 'node' }, 'tok');
+  assert.match(viaNode, /echo QKLAB:exec\nnode \/qkexec\/qkexec\.mjs exec\n/);
+  const each = scenarioScript({
+    ...base,
+    loader: 'qkexec-classic',
+    steps: [{ kind: 'exec', command: 'kexec-tools' }, { kind: 'exec', command: 'node' }, { kind: 'exec', argv: ['chroot', '/tmp/min dir', '/kexec', '-e'] }],
+  }, 'tok');
+  shSyntaxOk(each);
+  assert.match(each, /echo QKLAB:exec\nkexec -e\n.*\necho QKLAB:exec\nnode \/qkexec\/qkexec\.mjs exec\n.*\necho QKLAB:exec\nchroot '\/tmp\/min dir' \/kexec -e\n/s);
 
   const custom = scenarioScript(
     {

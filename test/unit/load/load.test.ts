@@ -55,7 +55,7 @@ test('dry run: every check passes on a healthy machine, the plan is made, nothin
   const r = await load(opts({ arch: 'x86_64', loaded: 0 }, { dryRun: true, reuseCmdline: true }));
   assert.equal(r.loaded, false);
   assert.deepEqual(r.checks.filter((c) => !c.ok), []);
-  assert.deepEqual(r.checks.map((c) => c.name), ['privileges', 'architecture', 'kexec support', 'kexec_load_disabled', 'lockdown', 'payload size', 'segments', 'initramfs']);
+  assert.deepEqual(r.checks.map((c) => c.name), ['privileges', 'architecture', 'kexec support', 'kexec_load_disabled', 'lockdown', 'kernel signature', 'payload size', 'segments', 'initramfs', 'unpack']);
   assert.deepEqual(r.syscalls, ['kexec_file_load', 'kexec_load']);
   assert.equal(r.cmdline, 'console=ttyS0 root=/dev/vda qkexec.token=t1', 'reused without BOOT_IMAGE, then appended');
   assert.equal(r.plan?.strategy, 'standard');
@@ -106,7 +106,7 @@ test('a failed load says what is loaded afterwards, and writes no state', async 
   await assert.rejects(load(o), (e: unknown) => e instanceof SystemError && e.errno === ERRNO.EINVAL && /rejected .*; the kernel loaded before is still loaded$/.test(e.message));
   assert.equal(existsSync(o.stateFile!), false);
   const o2 = opts({ arch: 'x86_64', loaded: 0 }, { syscall: 'file', calls: fakeCalls({ kexecFileLoad: [ERRNO.EKEYREJECTED] }) });
-  await assert.rejects(load(o2), (e: unknown) => e instanceof SystemError && /signature was rejected.*; no kernel is loaded$/.test(e.message));
+  await assert.rejects(load(o2), (e: unknown) => e instanceof SystemError && /is signed, but not by a key in the kernel's keyrings.*; no kernel is loaded$/.test(e.message));
   // ENOSYS with nothing to fall back to is an error, not a silent no-op.
   await assert.rejects(load(opts({ arch: 'x86_64', loaded: 0 }, { syscall: 'file', calls: fakeCalls({ kexecFileLoad: [ERRNO.ENOSYS] }) })), /CONFIG_KEXEC_FILE/);
 });
@@ -189,7 +189,7 @@ test('unload: kexec_load(0,0,NULL) first, kexec_file_load unload on ENOSYS; stat
   writeTree(o.sys.overrides.root!, { 'run/qkexec.json': '{}' });
   const log: Call[] = [];
   const r = await unload({ sys: o.sys, syscall: 'auto', stateFile: o.stateFile, lockFile: o.lockFile, calls: fakeCalls({ kexecUnload: [ERRNO.ENOSYS], kexecFileUnload: [0] }, log) });
-  assert.deepEqual(r, { wasLoaded: true, syscall: 'kexec_file_load' });
+  assert.deepEqual(r, { wasLoaded: true, syscall: 'kexec_file_load', crash: false });
   assert.deepEqual(log.map((c) => c[0]), ['kexecUnload', 'kexecFileUnload']);
   assert.equal(existsSync(o.stateFile!), false);
   await assert.rejects(unload({ sys: o.sys, syscall: 'classic', lockFile: o.lockFile, stateFile: o.stateFile, calls: fakeCalls({ kexecUnload: [ERRNO.EBUSY] }) }), /EBUSY/);

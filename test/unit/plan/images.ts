@@ -62,6 +62,7 @@ export function elfVmlinux(arch: 'x86_64' | 'arm64' = 'x86_64'): ElfKernel {
     arch,
     bytes: new Uint8Array(0),
     entry: 0x1000000n,
+    entryPhys: 0x1000000n,
     segments: [
       { paddr: 0x1000000n, vaddr: 0xffffffff81000000n, offset: 0x200000, filesz: 0x1a00000n, memsz: 0x1a00000n, align: 0x200000n },
       { paddr: 0x2a00000n, vaddr: 0xffffffff82a00000n, offset: 0x1c00000, filesz: 0x100000n, memsz: 0x3f0123n, align: 0x200000n },

@@ -6,6 +6,10 @@ import type { MemoryMap } from '../../../src/memory/map.ts';
 import { MiB, PAGE_SIZE, type Range } from '../../../src/memory/range.ts';
 import { contains, normalize, overlaps, setContains } from '../../../src/memory/ranges.ts';
 import { makePlan } from '../../../src/plan/plan.ts';
+import { parseIomem } from '../../../src/memory/iomem.ts';
+import { memoryMapFromIomem } from '../../../src/memory/map.ts';
+import { segmentRequests } from '../../../src/plan/requests.ts';
+import { arm64Image } from './images.ts';
 import { PHYS_LIMIT } from '../../../src/plan/requests.ts';
 import type { KexecPlan, SegmentRequest } from '../../../src/plan/types.ts';
 
@@ -150,4 +154,74 @@ test('property: with room to spare, auto takes the quick path', () => {
     }),
     { numRuns },
   );
+});
+
+/**
+ * /proc/iomem of a UEFI machine, as text: top-level System RAM with
+ * children (the kernel image, "reserved" for memblock and EFI persistent
+ * reservations, GICv3 ITS LPI tables included, an optional Quick kexec
+ * region) and top-level "reserved" nomap ranges between RAM. What the text
+ * marks reserved is kept aside, so the check below does not go through
+ * the code under test to know it.
+ */
+const uefiIomemArb = fc
+  .record({
+    ram: fc.array(fc.tuple(fc.integer({ min: 0, max: 1 << 20 }), fc.integer({ min: 1 << 10, max: 1 << 18 })), { minLength: 1, maxLength: 3 }),
+    children: fc.array(fc.tuple(fc.nat({ max: 2 }), fc.double({ min: 0, max: 1, noNaN: true }), fc.integer({ min: 1, max: 1 << 12 }), fc.constantFrom('reserved', 'reserved', 'reserved', 'Kernel code', 'Kernel data')), { maxLength: 10 }),
+    quick: fc.option(fc.tuple(fc.nat({ max: 2 }), fc.double({ min: 0, max: 1, noNaN: true }), fc.integer({ min: 1, max: 64 })), { nil: undefined, freq: 2 }),
+  })
+  .map(({ ram, children, quick }) => {
+    // RAM ranges 1 GiB apart at least: the gaps become top-level nomap "reserved".
+    const rams = normalize(ram.map(([s, n], i) => ({ start: (BigInt(i) << 30n) * 4n + PAGES(s), end: (BigInt(i) << 30n) * 4n + PAGES(s + n) })));
+    const kids: { range: Range; name: string }[] = [];
+    const place = (i: number, frac: number, len: bigint, align: bigint, name: string) => {
+      const host = rams[i % rams.length]!;
+      const start = host.start + ((BigInt(Math.floor(frac * 1e6)) * (host.end - host.start)) / 1_000_000n / align) * align;
+      const r = { start, end: start + len };
+      // Siblings in the resource tree never overlap; a child lies inside its parent.
+      if (r.end <= host.end && !kids.some((k) => overlaps(k.range, r))) kids.push({ range: r, name });
+    };
+    if (quick) place(quick[0], quick[1], BigInt(quick[2]) * 2n * MiB, 2n * MiB, 'Quick kexec');
+    for (const [i, f, n, name] of children) place(i, f, PAGES(n), PAGE_SIZE, name);
+    const hex = (n: bigint) => n.toString(16).padStart(8, '0');
+    const line = (r: Range, name: string, depth: number) => `${'  '.repeat(depth)}${hex(r.start)}-${hex(r.end - 1n)} : ${name}`;
+    const lines: string[] = ['09000000-09000fff : pl011@9000000'];
+    const nomap: Range[] = [];
+    rams.forEach((r, i) => {
+      if (i > 0 && rams[i - 1]!.end + PAGE_SIZE < r.start) {
+        const gap = { start: rams[i - 1]!.end, end: rams[i - 1]!.end + PAGE_SIZE };
+        lines.push(line(gap, 'reserved', 0));
+        nomap.push(gap);
+      }
+      lines.push(line(r, 'System RAM', 0));
+      for (const k of kids.filter((k) => k.range.start >= r.start && k.range.end <= r.end).sort((a, b) => (a.range.start < b.range.start ? -1 : 1))) lines.push(line(k.range, k.name, 1));
+    });
+    return { text: lines.join('\n') + '\n', reservedInRam: kids.filter((k) => k.name !== 'Quick kexec').map((k) => k.range), nomap, quick: kids.find((k) => k.name === 'Quick kexec')?.range };
+  });
+
+test('property: no segment lands in memory /proc/iomem marks reserved inside System RAM (UEFI memreserve, ITS tables), quick or standard', () => {
+  let plans = 0;
+  fc.assert(
+    fc.property(uefiIomemArb, fc.integer({ min: 1, max: 64 }), fc.option(fc.integer({ min: 1, max: 64 }), { nil: undefined }), fc.constantFrom('auto' as const, 'standard' as const), (iomem, kernelMiB, initrdMiB, strategy) => {
+      const memory = memoryMapFromIomem(parseIomem(iomem.text, '/fuzz/iomem'));
+      const kernel = arm64Image({ bytes: kernelMiB << 20, image_size: BigInt(kernelMiB + 2) << 20n });
+      const requests = segmentRequests(kernel, { initrd: initrdMiB === undefined ? undefined : BigInt(initrdMiB) << 20n, dtb: 0x10000n, purgatory: PAGE_SIZE });
+      let plan: KexecPlan;
+      try {
+        plan = makePlan({ arch: 'arm64', requests, memory, strategy });
+      } catch (e) {
+        if (!(e instanceof PlanError)) throw e;
+        return;
+      }
+      plans++;
+      for (const s of plan.segments) {
+        const f = footprint(s);
+        for (const r of iomem.reservedInRam) assert.ok(!overlaps(f, r), `${s.role} [${f.start.toString(16)}, ${f.end.toString(16)}) overlaps reserved [${r.start.toString(16)}, ${r.end.toString(16)})`);
+        for (const r of iomem.nomap) assert.ok(!overlaps(f, r), `${s.role} in a nomap range`);
+        if (plan.strategy === 'quick') assert.ok(iomem.quick && contains(iomem.quick, f));
+      }
+    }),
+    { numRuns },
+  );
+  assert.ok(plans > numRuns / 10, `only ${plans} of ${numRuns} cases produced a plan`);
 });

@@ -47,9 +47,19 @@ test('ENOSYS points to the other syscall', () => {
 });
 
 test('signature errors, ENOEXEC, ENOMEM, EBUSY', () => {
-  for (const n of [ERRNO.EKEYREJECTED, ERRNO.EKEYREVOKED, ERRNO.EBADMSG, ERRNO.ENOKEY]) {
+  for (const n of [ERRNO.EKEYREVOKED, ERRNO.EBADMSG, ERRNO.EKEYEXPIRED, ERRNO.ENOPKG]) {
     assert.match(kexecError(n, { syscall: 'kexec_file_load', action: 'load', kernelFile: '/boot/k' }).message, /\/boot\/k .*signature was rejected/);
   }
+  for (const n of [ERRNO.EKEYREJECTED, ERRNO.ENOKEY]) {
+    assert.match(kexecError(n, { syscall: 'kexec_file_load', action: 'load', kernelFile: '/boot/k' }).message, /\/boot\/k .*is signed, but not by a key in the kernel's keyrings/);
+  }
+  assert.match(kexecError(ERRNO.ENODATA, { syscall: 'kexec_file_load', action: 'load', kernelFile: '/boot/k' }).message, /\/boot\/k \(ENODATA\): it is not signed/);
+  // Under lockdown (not enforced), EPERM: what qkexec read in the file decides the words.
+  const eperm = (kernelSigned?: boolean) => kexecError(ERRNO.EPERM, { syscall: 'kexec_file_load', action: 'load', kernelFile: '/boot/k', kernelSigned, facts: { capSysBoot: true, lockdown: 'integrity' } });
+  assert.match(eperm(false).message, /lockdown \(integrity\) and \/boot\/k is not signed$/);
+  assert.match(eperm(true).message, /lockdown \(integrity\) and \/boot\/k is signed, but not by a key it trusts$/);
+  assert.match(eperm(undefined).message, /lockdown \(integrity\) and \/boot\/k is not signed by a key it trusts$/);
+  assert.equal(eperm(false).remedy, 'sign it with a key the running kernel trusts (sbsign --key KEY --cert CERT), or load a kernel signed by your distribution');
   assert.match(kexecError(ERRNO.ENOEXEC, { syscall: 'kexec_file_load', action: 'load', kernelFile: '/boot/k' }).message, /does not recognise its format/);
   assert.match(kexecError(ERRNO.ENOMEM, { syscall: 'kexec_load', action: 'load', segments: good }).message, /12 MiB/);
   assert.match(kexecError(ERRNO.EBUSY, { syscall: 'kexec_load', action: 'load' }).message, /busy/);

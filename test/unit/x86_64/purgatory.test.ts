@@ -1,9 +1,5 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import {
   BOOT_CS,
   BOOT_DS,
@@ -12,8 +8,8 @@ import {
   x86Purgatory,
 } from '../../../src/arch/x86_64/purgatory.ts';
 import { QkexecError } from '../../../src/errors.ts';
+import { gas, noGas } from '../native/gas.ts';
 
-const hasAs = spawnSync('as', ['--version']).status === 0 && spawnSync('objcopy', ['--version']).status === 0;
 
 /**
  * The purgatory as a kernel person would write it in GNU as: the reference
@@ -68,28 +64,14 @@ stack_end:
 `;
 }
 
-function assemble(src: string): Uint8Array {
-  const dir = mkdtempSync(join(tmpdir(), 'qkexec-purgatory-'));
-  try {
-    writeFileSync(join(dir, 'p.S'), src);
-    const as = spawnSync('as', ['--64', '-o', join(dir, 'p.o'), join(dir, 'p.S')], { encoding: 'utf8' });
-    assert.equal(as.status, 0, as.stderr);
-    const oc = spawnSync('objcopy', ['-O', 'binary', '-j', '.text', join(dir, 'p.o'), join(dir, 'p.bin')], { encoding: 'utf8' });
-    assert.equal(oc.status, 0, oc.stderr);
-    return new Uint8Array(readFileSync(join(dir, 'p.bin')));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
 const cases = [
   { base: 0x7000n, bootParams: 0x6000n, entry: 0x100200n },
   { base: 0x1_2345_6000n, bootParams: 0xfedc_ba98_7654_3000n, entry: 0x8_0000_0200n },
 ];
 
 for (const v of cases) {
-  test(`matches GNU as byte for byte (base ${v.base.toString(16)}, boot_params ${v.bootParams.toString(16)}, entry ${v.entry.toString(16)})`, { skip: hasAs ? false : 'GNU as/objcopy not installed' }, () => {
-    const want = assemble(source(v));
+  test(`matches GNU as byte for byte (base ${v.base.toString(16)}, boot_params ${v.bootParams.toString(16)}, entry ${v.entry.toString(16)})`, { skip: noGas('x86_64') }, () => {
+    const want = gas('x86_64', source(v));
     const got = x86Purgatory(v);
     assert.equal(got.length, want.length);
     assert.deepEqual(Buffer.from(got).toString('hex'), Buffer.from(want).toString('hex'));
