@@ -45,11 +45,18 @@
  * for this payload, with no margin: the test proves that the answer is
  * enough for both syscalls' in-place placement in a real guest.
  *
- * Everything runs once per base the series is kept for (kernel/series):
- * the 6.12 lab kernel and the 7.2 port, built with kernel/build's base
- * flavour (what these tests need: the series, the lab's debugfs interface,
- * CMA). Same assertions for both. One base alone:
- * `node --import tsx --test --test-name-pattern 7.2 test/e2e/quick.test.ts`.
+ * Everything runs once per base chosen, with the same assertions. The
+ * bases the series is kept for (kernel/series): 6.12, the lab kernel, and
+ * 7.2, the port, built with kernel/build's base flavour (what these tests
+ * need: the series, the lab's debugfs interface, CMA). By default only
+ * 6.12 runs: the 7.2 kernels are two more builds that CI's budget on a
+ * fresh machine has no room for. The environment variable
+ * QKEXEC_QUICK_BASES, a comma-separated list, picks the bases:
+ * `QKEXEC_QUICK_BASES=6.12,7.2` runs both, `QKEXEC_QUICK_BASES=7.2` the
+ * port alone, e.g.
+ * `QKEXEC_QUICK_BASES=7.2 node --import tsx --test --test-name-pattern "7.2.*x86_64" test/e2e/quick.test.ts`.
+ * scripts/ensure-deps.sh builds the 7.2 kernels only when the same
+ * variable names 7.2.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -72,10 +79,22 @@ interface Base {
   kernel: KernelChoice;
   prefix: string;
 }
-const BASES: Base[] = [
-  { label: '6.12 lab', kernel: { base: '6.12', flavour: 'lab' }, prefix: 'quick' },
-  { label: '7.2 base', kernel: { base: '7.2', flavour: 'base' }, prefix: 'quick-7.2' },
-];
+const ALL_BASES: Record<string, Base> = {
+  '6.12': { label: '6.12 lab', kernel: { base: '6.12', flavour: 'lab' }, prefix: 'quick' },
+  '7.2': { label: '7.2 base', kernel: { base: '7.2', flavour: 'base' }, prefix: 'quick-7.2' },
+};
+
+/** The bases QKEXEC_QUICK_BASES names (6.12 when unset or empty); an unknown name is an error, not a silent skip. */
+function chosenBases(value = process.env.QKEXEC_QUICK_BASES ?? ''): Base[] {
+  const names = value.split(',').map((n) => n.trim()).filter((n) => n !== '');
+  if (names.length === 0) return [ALL_BASES['6.12']!];
+  const unknown = names.filter((n) => !Object.hasOwn(ALL_BASES, n));
+  if (unknown.length > 0) {
+    throw new Error(`QKEXEC_QUICK_BASES=${value}: unknown base ${unknown.join(', ')} (known: ${Object.keys(ALL_BASES).join(', ')})`);
+  }
+  return [...new Set(names)].map((n) => ALL_BASES[n]!);
+}
+const BASES = chosenBases();
 
 const BIG = '/tmp/i2-big';
 /** How far the big initramfs overshoots the region. */
