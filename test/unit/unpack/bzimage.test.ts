@@ -38,6 +38,30 @@ test('every codec the kernel can be built with: vmlinux laid out from LOAD_PHYSI
   }
 });
 
+test('a table without the inverse 32-bit list (7.2): 64-bit then 32-bit, both applied', () => {
+  const elf = vmlinux();
+  const dv = new DataView(elf.buffer);
+  dv.setBigUint64(0x1100, KMAP + 0x1000400n, true);
+  dv.setUint32(0x1200, 0x81000800, true);
+  const two = table([VA(0x1000100n)], undefined, [VA(0x1000200n)]);
+  for (const [codec, cmds] of Object.entries(COMPRESSORS)) {
+    const u = unpackBzImage(withPayload(concat(elf, two), cmds[0]!), FILE, { maxBytes: 1 << 30 });
+    assert.equal(u.relocs?.start, elf.length, codec);
+    assert.deepEqual([...(u.relocs?.r64 ?? [])], [VA(0x1000100n)], codec);
+    assert.equal(u.relocs?.inv32, undefined, codec);
+    assert.deepEqual([...(u.relocs?.r32 ?? [])], [VA(0x1000200n)], codec);
+    const img = u.image.slice();
+    const delta = 0x2400000n;
+    applyRelocs(img, u.relocs!, PREF, delta, FILE);
+    const v = new DataView(img.buffer);
+    assert.equal(v.getBigUint64(0x100, true), KMAP + 0x1000400n + delta);
+    assert.equal(v.getUint32(0x200, true), 0x81000800 + Number(delta));
+  }
+  // Empty lists are still a table: just the two terminators.
+  const bare = unpackBzImage(withPayload(concat(elf, table([], undefined, [])), COMPRESSORS.gzip[0]!), FILE, { maxBytes: 1 << 30 });
+  assert.deepEqual([bare.relocs?.r64.length, bare.relocs?.inv32, bare.relocs?.r32.length], [0, undefined, 0]);
+});
+
 test('relocations move the virtual base: 64- and 32-bit fields up by delta, inverse ones down', () => {
   const elf = vmlinux();
   const dv = new DataView(elf.buffer);
@@ -71,31 +95,35 @@ test('a kernel without CONFIG_RANDOMIZE_BASE has no table; broken payloads are r
   assert.throws(() => unpackBzImage(withPayload(concat(vmlinux(), RELOCS), COMPRESSORS.zstd[0]!), FILE, { maxBytes: 0x1000 }), (e: unknown) => e instanceof FormatError && e.code === 'unpack-too-big');
 });
 
-function labBuild(): string | undefined {
+/** Every x86_64 kernel/build tree in the cache (6.12 and 7.2, any flavour): their relocation tables differ in layout. */
+function labBuilds(): string[] {
   const dir = join(cache, 'kernel');
-  if (!existsSync(dir)) return undefined;
-  for (const h of readdirSync(dir)) {
-    const c = join(dir, h, 'build-x86_64', 'arch', 'x86', 'boot');
-    if (existsSync(join(c, 'bzImage')) && existsSync(join(c, 'compressed', 'vmlinux.relocs'))) return c;
-  }
-  return undefined;
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .map((h) => join(dir, h, 'build-x86_64', 'arch', 'x86', 'boot'))
+    .filter((c) => existsSync(join(c, 'bzImage')) && existsSync(join(c, 'compressed', 'vmlinux.relocs')));
 }
 
-test('the lab kernel: vmlinux.bin and vmlinux.relocs from its build tree come out byte for byte', (t) => {
-  const boot = labBuild();
-  if (!boot) return t.skip('no x86_64 lab kernel build in the cache (kernel/build x86_64)');
+test('the lab kernels: vmlinux.bin and vmlinux.relocs from their build trees come out byte for byte', (t) => {
+  const boots = labBuilds();
+  if (boots.length === 0) return t.skip('no x86_64 lab kernel build in the cache (kernel/build x86_64)');
+  for (const boot of boots) checkBuild(t, boot);
+});
+
+function checkBuild(t: { diagnostic(s: string): void }, boot: string): void {
   const k = probe(readFileSync(join(boot, 'bzImage')), 'bzImage') as BzImage;
   const u = unpackBzImage(k, 'bzImage', { maxBytes: 1 << 30 });
   const bin = readFileSync(join(boot, 'compressed', 'vmlinux.bin'));
   const relocs = readFileSync(join(boot, 'compressed', 'vmlinux.relocs'));
-  t.diagnostic(`${u.codec}: ${u.packed} -> ${u.decompressed} bytes; ${u.relocs?.r64.length} + ${u.relocs?.inv32.length} + ${u.relocs?.r32.length} relocations`);
+  t.diagnostic(`${boot}: ${u.codec}: ${u.packed} -> ${u.decompressed} bytes; ${u.relocs?.r64.length} + ${u.relocs?.inv32?.length ?? 'no'} inverse + ${u.relocs?.r32.length} relocations`);
   assert.equal(u.relocs?.start, bin.length, 'vmlinux ends where vmlinux.bin does');
-  assert.deepEqual(Buffer.from(table([...u.relocs!.r64], [...u.relocs!.inv32], [...u.relocs!.r32])), relocs);
+  const inv = u.relocs!.inv32;
+  assert.deepEqual(Buffer.from(table([...u.relocs!.r64], inv && [...inv], [...u.relocs!.r32])), relocs);
   for (const s of u.elf.segments) {
     const off = Number(s.paddr - k.setup_header.pref_address);
     assert.ok(Buffer.from(u.image.subarray(off, off + Number(s.filesz))).equals(bin.subarray(s.offset, s.offset + Number(s.filesz))));
   }
-});
+}
 
 test('the stock Debian kernel (lz4) unpacks, its table ending where vmlinux does', (t) => {
   const path = join(cache, 'debian', 'x86_64', 'vmlinuz');
