@@ -38,11 +38,27 @@ test('every codec the kernel can be built with: vmlinux laid out from LOAD_PHYSI
   }
 });
 
-test('a table without the inverse 32-bit list (7.2): 64-bit then 32-bit, both applied', () => {
+/** vmlinux() with the fields RELOCS points at: a 64-bit, a 32-bit and an inverse 32-bit one. */
+function withFields(): Uint8Array {
   const elf = vmlinux();
   const dv = new DataView(elf.buffer);
   dv.setBigUint64(0x1100, KMAP + 0x1000400n, true);
   dv.setUint32(0x1200, 0x81000800, true);
+  dv.setInt32(0x2100, -0x1000, true);
+  return elf;
+}
+
+const DELTA = 0x2400000n;
+
+/** The unpacked image with its virtual base moved by DELTA, and a view of it. */
+function moved(u: ReturnType<typeof unpackBzImage>): { img: Uint8Array; v: DataView } {
+  const img = u.image.slice();
+  applyRelocs(img, u.relocs!, PREF, DELTA, FILE);
+  return { img, v: new DataView(img.buffer) };
+}
+
+test('a table without the inverse 32-bit list (7.2): 64-bit then 32-bit, both applied', () => {
+  const elf = withFields();
   const two = table([VA(0x1000100n)], undefined, [VA(0x1000200n)]);
   for (const [codec, cmds] of Object.entries(COMPRESSORS)) {
     const u = unpackBzImage(withPayload(concat(elf, two), cmds[0]!), FILE, { maxBytes: 1 << 30 });
@@ -50,12 +66,10 @@ test('a table without the inverse 32-bit list (7.2): 64-bit then 32-bit, both ap
     assert.deepEqual([...(u.relocs?.r64 ?? [])], [VA(0x1000100n)], codec);
     assert.equal(u.relocs?.inv32, undefined, codec);
     assert.deepEqual([...(u.relocs?.r32 ?? [])], [VA(0x1000200n)], codec);
-    const img = u.image.slice();
-    const delta = 0x2400000n;
-    applyRelocs(img, u.relocs!, PREF, delta, FILE);
-    const v = new DataView(img.buffer);
-    assert.equal(v.getBigUint64(0x100, true), KMAP + 0x1000400n + delta);
-    assert.equal(v.getUint32(0x200, true), 0x81000800 + Number(delta));
+    const { v } = moved(u);
+    assert.equal(v.getBigUint64(0x100, true), KMAP + 0x1000400n + DELTA);
+    assert.equal(v.getUint32(0x200, true), 0x81000800 + Number(DELTA));
+    assert.equal(v.getInt32(0x200100, true), -0x1000, 'no inverse list, no inverse relocation');
   }
   // Empty lists are still a table: just the two terminators.
   const bare = unpackBzImage(withPayload(concat(elf, table([], undefined, [])), COMPRESSORS.gzip[0]!), FILE, { maxBytes: 1 << 30 });
@@ -63,26 +77,17 @@ test('a table without the inverse 32-bit list (7.2): 64-bit then 32-bit, both ap
 });
 
 test('relocations move the virtual base: 64- and 32-bit fields up by delta, inverse ones down', () => {
-  const elf = vmlinux();
-  const dv = new DataView(elf.buffer);
-  // Fields where the table points.
-  dv.setBigUint64(0x1100, KMAP + 0x1000400n, true);
-  dv.setUint32(0x1200, 0x81000800, true);
-  dv.setInt32(0x2100, -0x1000, true);
-  const u = unpackBzImage(withPayload(concat(elf, RELOCS), COMPRESSORS.gzip[0]!), FILE, { maxBytes: 1 << 30 });
-  const img = u.image.slice();
-  const delta = 0x2400000n;
-  applyRelocs(img, u.relocs!, PREF, delta, FILE);
-  const v = new DataView(img.buffer);
-  assert.equal(v.getBigUint64(0x100, true), KMAP + 0x1000400n + delta);
-  assert.equal(v.getUint32(0x200, true), 0x81000800 + Number(delta));
-  assert.equal(v.getInt32(0x200100, true), -0x1000 - Number(delta));
+  const u = unpackBzImage(withPayload(concat(withFields(), RELOCS), COMPRESSORS.gzip[0]!), FILE, { maxBytes: 1 << 30 });
+  const { img, v } = moved(u);
+  assert.equal(v.getBigUint64(0x100, true), KMAP + 0x1000400n + DELTA);
+  assert.equal(v.getUint32(0x200, true), 0x81000800 + Number(DELTA));
+  assert.equal(v.getInt32(0x200100, true), -0x1000 - Number(DELTA));
   // Nothing else changed.
   const untouched = u.image.slice();
   for (const off of [0x100, 0x200, 0x200100]) for (let i = 0; i < 8; i++) img[off + i] = untouched[off + i]!;
   assert.deepEqual([...img.subarray(0, 0x1000)], [...untouched.subarray(0, 0x1000)]);
   // An entry outside the image is the decompressor's "relocation outside of kernel!".
-  assert.throws(() => applyRelocs(img, { start: 0, r64: Uint32Array.of(VA(0x3000000n)), inv32: new Uint32Array(0), r32: new Uint32Array(0) }, PREF, delta, FILE), /64-bit relocation of 0x83000000 lies outside the kernel/);
+  assert.throws(() => applyRelocs(img, { start: 0, r64: Uint32Array.of(VA(0x3000000n)), inv32: new Uint32Array(0), r32: new Uint32Array(0) }, PREF, DELTA, FILE), /64-bit relocation of 0x83000000 lies outside the kernel/);
 });
 
 test('a kernel without CONFIG_RANDOMIZE_BASE has no table; broken payloads are refused with the offset', () => {
