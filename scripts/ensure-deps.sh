@@ -7,8 +7,9 @@
 # kernel, busybox and kexec-tools are Debian arm64 packages), and the npm
 # packages, then the guests' assets and the two kernels patched with the
 # quick kexec series (kernel/build: 10-30 min per arch on two shared cores,
-# a cache hit that only prints a path afterwards). Idempotent; safe to run
-# on every `npm test`.
+# a cache hit that only prints a path afterwards); the series' 7.2 port
+# too, for each arch, only when QKEXEC_QUICK_BASES names 7.2 (see
+# test/e2e/quick.test.ts). Idempotent; safe to run on every `npm test`.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -90,3 +91,14 @@ npx tsx src/lab/assets.ts fetch all >&2
 for arch in x86_64 arm64; do
   kernel/build --base 6.12 --flavour lab "$arch" >&2
 done
+# The series' 7.2 port (base flavour, Debian unstable's source, fetched by
+# kernel/build), which test/e2e/quick.test.ts proves only when asked:
+# two more kernel builds that CI's budget on a fresh machine has no room
+# for. Same variable as the test, e.g. QKEXEC_QUICK_BASES=6.12,7.2.
+case ",$(printf %s "${QKEXEC_QUICK_BASES:-}" | tr -d ' ')," in
+*,7.2,*)
+  for arch in x86_64 arm64; do
+    kernel/build --base 7.2 --flavour base "$arch" >&2
+  done
+  ;;
+esac

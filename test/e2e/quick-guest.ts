@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensurePatchedKernel, type Arch } from '../../src/lab/assets.ts';
+import { ensurePatchedKernel, type Arch, type PatchedKernelOptions } from '../../src/lab/assets.ts';
 import { ensureBundle } from '../../src/lab/bundle.ts';
 import { run } from '../../src/lab/host.ts';
 import { buildSecondStage, QKEXEC_DIR } from '../../src/lab/initramfs.ts';
@@ -170,18 +170,26 @@ export function esc(s: string): string {
 
 export const reservations = new Map<string, Promise<bigint>>();
 
-/** The patched kernel, the bundle and quickkexec='s size for `arch` and a payload padded by `paddingMB`, once each. */
-export async function setup(arch: Arch, paddingMB?: number): Promise<{ kernel: string; bundle: string; reserve: bigint }> {
+/** Which patched kernel (kernel/build --base, --flavour). */
+export type KernelChoice = Pick<PatchedKernelOptions, 'base' | 'flavour'>;
+
+/**
+ * The patched kernel, the bundle and quickkexec='s size for `arch` and a
+ * payload padded by `paddingMB`, once each; the kernel is the 6.12 lab one
+ * unless `choice` says otherwise.
+ */
+export async function setup(arch: Arch, paddingMB?: number, choice: KernelChoice = {}): Promise<{ kernel: string; bundle: string; reserve: bigint }> {
   // Per arch, so that running one arch's tests does not build the other's kernel.
-  const kernel = await ensurePatchedKernel(arch, { reporter: lineReporter() });
+  const kernel = await ensurePatchedKernel(arch, { ...choice, reporter: lineReporter() });
   const bundle = await ensureBundle(arch);
   await assetsFor(arch);
-  const key = `${arch}/${paddingMB ?? 0}`;
+  // The kernel is part of the payload plan --reserve sizes.
+  const key = `${arch}/${paddingMB ?? 0}/${kernel}`;
   let reserve = reservations.get(key);
   if (reserve === undefined) {
     reserve = reserveFor(arch, kernel, bundle, paddingMB);
     reservations.set(key, reserve);
-    process.stderr.write(`[quick ${arch}] qkexec plan --reserve (padding ${paddingMB ?? 0} MiB): quickkexec=${(await reserve) / MiB}M\n`);
+    process.stderr.write(`[quick ${arch}] qkexec plan --reserve for ${kernel} (padding ${paddingMB ?? 0} MiB): quickkexec=${(await reserve) / MiB}M\n`);
   }
   return { kernel, bundle, reserve: await reserve };
 }

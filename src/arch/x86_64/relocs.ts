@@ -7,6 +7,11 @@
  *
  *   ... vmlinux | 0 | 64-bit relocations | 0 | inverse 32-bit | 0 | 32-bit
  *
+ * or, without the inverse list (7.2's relocs tool writes none and its
+ * handle_relocations() reads two lists; 6.12 still has three):
+ *
+ *   ... vmlinux | 0 | 64-bit relocations | 0 | 32-bit
+ *
  * each entry the kernel's virtual address of a field, as a 32-bit value
  * sign-extended to 64 bits. Moving the kernel's virtual base by `delta`
  * adds delta to every 32- and 64-bit field and subtracts it from every
@@ -22,19 +27,22 @@ export interface X86Relocs {
   /** Offset of the table (its first zero terminator) in the decompressed data: where vmlinux ends. */
   start: number;
   r64: Uint32Array;
-  inv32: Uint32Array;
+  /** The inverse 32-bit list; undefined when the table has none (two lists). */
+  inv32?: Uint32Array;
   r32: Uint32Array;
 }
 
 /**
- * Reads the three lists backwards from the end of `data` and checks that
- * the first terminator sits exactly at `elfEnd` (where the vmlinux before
- * the table ends). Entries are kept as their raw 32-bit values.
+ * Reads the lists backwards from the end of `data` and checks that the
+ * first terminator sits exactly at `elfEnd` (where the vmlinux before the
+ * table ends). Which layout it is follows from `elfEnd`: when the second
+ * list's terminator is there, the table has two lists (32-bit, then
+ * 64-bit); otherwise three. Entries are kept as their raw 32-bit values.
  */
 export function parseRelocs(data: Uint8Array, elfEnd: number, file: string): X86Relocs {
   const tail = data.length - elfEnd;
   const fail = (why: string, at: number) => new FormatError(file, `kernel payload, decompressed: relocation table: ${why}`, { offset: at });
-  if (tail % 4 !== 0 || tail < 12) throw fail(`${tail} bytes after vmlinux, not a table of 32-bit entries with its three terminators`, elfEnd);
+  if (tail % 4 !== 0 || tail < 8) throw fail(`${tail} bytes after vmlinux, not a table of 32-bit entries with its terminators`, elfEnd);
   const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
   let at = data.length - 4;
   const list = (): Uint32Array => {
@@ -47,10 +55,12 @@ export function parseRelocs(data: Uint8Array, elfEnd: number, file: string): X86
     return entries;
   };
   const r32 = list();
-  const inv32 = list();
+  const second = list();
+  // Two lists: the second one is the 64-bit list, its terminator where vmlinux ends.
+  if (at + 4 === elfEnd) return { start: elfEnd, r64: second, r32 };
   const r64 = list();
   if (at + 4 !== elfEnd) throw fail(`the 64-bit list's terminator is at 0x${(at + 4).toString(16)}, not where vmlinux ends (0x${elfEnd.toString(16)})`, at + 4);
-  return { start: elfEnd, r64, inv32, r32 };
+  return { start: elfEnd, r64, inv32: second, r32 };
 }
 
 /**
@@ -76,7 +86,7 @@ export function applyRelocs(image: Uint8Array, relocs: X86Relocs, pref: bigint, 
     const off = where(e, 4, '32-bit');
     dv.setUint32(off, (dv.getUint32(off, true) + d32) >>> 0, true);
   }
-  for (const e of relocs.inv32) {
+  for (const e of relocs.inv32 ?? []) {
     const off = where(e, 4, 'inverse 32-bit');
     dv.setUint32(off, (dv.getUint32(off, true) - d32) >>> 0, true);
   }

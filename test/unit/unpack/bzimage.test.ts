@@ -38,27 +38,56 @@ test('every codec the kernel can be built with: vmlinux laid out from LOAD_PHYSI
   }
 });
 
-test('relocations move the virtual base: 64- and 32-bit fields up by delta, inverse ones down', () => {
+/** vmlinux() with the fields RELOCS points at: a 64-bit, a 32-bit and an inverse 32-bit one. */
+function withFields(): Uint8Array {
   const elf = vmlinux();
   const dv = new DataView(elf.buffer);
-  // Fields where the table points.
   dv.setBigUint64(0x1100, KMAP + 0x1000400n, true);
   dv.setUint32(0x1200, 0x81000800, true);
   dv.setInt32(0x2100, -0x1000, true);
-  const u = unpackBzImage(withPayload(concat(elf, RELOCS), COMPRESSORS.gzip[0]!), FILE, { maxBytes: 1 << 30 });
+  return elf;
+}
+
+const DELTA = 0x2400000n;
+
+/** The unpacked image with its virtual base moved by DELTA, and a view of it. */
+function moved(u: ReturnType<typeof unpackBzImage>): { img: Uint8Array; v: DataView } {
   const img = u.image.slice();
-  const delta = 0x2400000n;
-  applyRelocs(img, u.relocs!, PREF, delta, FILE);
-  const v = new DataView(img.buffer);
-  assert.equal(v.getBigUint64(0x100, true), KMAP + 0x1000400n + delta);
-  assert.equal(v.getUint32(0x200, true), 0x81000800 + Number(delta));
-  assert.equal(v.getInt32(0x200100, true), -0x1000 - Number(delta));
+  applyRelocs(img, u.relocs!, PREF, DELTA, FILE);
+  return { img, v: new DataView(img.buffer) };
+}
+
+test('a table without the inverse 32-bit list (7.2): 64-bit then 32-bit, both applied', () => {
+  const elf = withFields();
+  const two = table([VA(0x1000100n)], undefined, [VA(0x1000200n)]);
+  for (const [codec, cmds] of Object.entries(COMPRESSORS)) {
+    const u = unpackBzImage(withPayload(concat(elf, two), cmds[0]!), FILE, { maxBytes: 1 << 30 });
+    assert.equal(u.relocs?.start, elf.length, codec);
+    assert.deepEqual([...(u.relocs?.r64 ?? [])], [VA(0x1000100n)], codec);
+    assert.equal(u.relocs?.inv32, undefined, codec);
+    assert.deepEqual([...(u.relocs?.r32 ?? [])], [VA(0x1000200n)], codec);
+    const { v } = moved(u);
+    assert.equal(v.getBigUint64(0x100, true), KMAP + 0x1000400n + DELTA);
+    assert.equal(v.getUint32(0x200, true), 0x81000800 + Number(DELTA));
+    assert.equal(v.getInt32(0x200100, true), -0x1000, 'no inverse list, no inverse relocation');
+  }
+  // Empty lists are still a table: just the two terminators.
+  const bare = unpackBzImage(withPayload(concat(elf, table([], undefined, [])), COMPRESSORS.gzip[0]!), FILE, { maxBytes: 1 << 30 });
+  assert.deepEqual([bare.relocs?.r64.length, bare.relocs?.inv32, bare.relocs?.r32.length], [0, undefined, 0]);
+});
+
+test('relocations move the virtual base: 64- and 32-bit fields up by delta, inverse ones down', () => {
+  const u = unpackBzImage(withPayload(concat(withFields(), RELOCS), COMPRESSORS.gzip[0]!), FILE, { maxBytes: 1 << 30 });
+  const { img, v } = moved(u);
+  assert.equal(v.getBigUint64(0x100, true), KMAP + 0x1000400n + DELTA);
+  assert.equal(v.getUint32(0x200, true), 0x81000800 + Number(DELTA));
+  assert.equal(v.getInt32(0x200100, true), -0x1000 - Number(DELTA));
   // Nothing else changed.
   const untouched = u.image.slice();
   for (const off of [0x100, 0x200, 0x200100]) for (let i = 0; i < 8; i++) img[off + i] = untouched[off + i]!;
   assert.deepEqual([...img.subarray(0, 0x1000)], [...untouched.subarray(0, 0x1000)]);
   // An entry outside the image is the decompressor's "relocation outside of kernel!".
-  assert.throws(() => applyRelocs(img, { start: 0, r64: Uint32Array.of(VA(0x3000000n)), inv32: new Uint32Array(0), r32: new Uint32Array(0) }, PREF, delta, FILE), /64-bit relocation of 0x83000000 lies outside the kernel/);
+  assert.throws(() => applyRelocs(img, { start: 0, r64: Uint32Array.of(VA(0x3000000n)), inv32: new Uint32Array(0), r32: new Uint32Array(0) }, PREF, DELTA, FILE), /64-bit relocation of 0x83000000 lies outside the kernel/);
 });
 
 test('a kernel without CONFIG_RANDOMIZE_BASE has no table; broken payloads are refused with the offset', () => {
@@ -71,31 +100,35 @@ test('a kernel without CONFIG_RANDOMIZE_BASE has no table; broken payloads are r
   assert.throws(() => unpackBzImage(withPayload(concat(vmlinux(), RELOCS), COMPRESSORS.zstd[0]!), FILE, { maxBytes: 0x1000 }), (e: unknown) => e instanceof FormatError && e.code === 'unpack-too-big');
 });
 
-function labBuild(): string | undefined {
+/** Every x86_64 kernel/build tree in the cache (6.12 and 7.2, any flavour): their relocation tables differ in layout. */
+function labBuilds(): string[] {
   const dir = join(cache, 'kernel');
-  if (!existsSync(dir)) return undefined;
-  for (const h of readdirSync(dir)) {
-    const c = join(dir, h, 'build-x86_64', 'arch', 'x86', 'boot');
-    if (existsSync(join(c, 'bzImage')) && existsSync(join(c, 'compressed', 'vmlinux.relocs'))) return c;
-  }
-  return undefined;
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .map((h) => join(dir, h, 'build-x86_64', 'arch', 'x86', 'boot'))
+    .filter((c) => existsSync(join(c, 'bzImage')) && existsSync(join(c, 'compressed', 'vmlinux.relocs')));
 }
 
-test('the lab kernel: vmlinux.bin and vmlinux.relocs from its build tree come out byte for byte', (t) => {
-  const boot = labBuild();
-  if (!boot) return t.skip('no x86_64 lab kernel build in the cache (kernel/build x86_64)');
+test('the lab kernels: vmlinux.bin and vmlinux.relocs from their build trees come out byte for byte', (t) => {
+  const boots = labBuilds();
+  if (boots.length === 0) return t.skip('no x86_64 lab kernel build in the cache (kernel/build x86_64)');
+  for (const boot of boots) checkBuild(t, boot);
+});
+
+function checkBuild(t: { diagnostic(s: string): void }, boot: string): void {
   const k = probe(readFileSync(join(boot, 'bzImage')), 'bzImage') as BzImage;
   const u = unpackBzImage(k, 'bzImage', { maxBytes: 1 << 30 });
   const bin = readFileSync(join(boot, 'compressed', 'vmlinux.bin'));
   const relocs = readFileSync(join(boot, 'compressed', 'vmlinux.relocs'));
-  t.diagnostic(`${u.codec}: ${u.packed} -> ${u.decompressed} bytes; ${u.relocs?.r64.length} + ${u.relocs?.inv32.length} + ${u.relocs?.r32.length} relocations`);
+  t.diagnostic(`${boot}: ${u.codec}: ${u.packed} -> ${u.decompressed} bytes; ${u.relocs?.r64.length} + ${u.relocs?.inv32?.length ?? 'no'} inverse + ${u.relocs?.r32.length} relocations`);
   assert.equal(u.relocs?.start, bin.length, 'vmlinux ends where vmlinux.bin does');
-  assert.deepEqual(Buffer.from(table([...u.relocs!.r64], [...u.relocs!.inv32], [...u.relocs!.r32])), relocs);
+  const inv = u.relocs!.inv32;
+  assert.deepEqual(Buffer.from(table([...u.relocs!.r64], inv && [...inv], [...u.relocs!.r32])), relocs);
   for (const s of u.elf.segments) {
     const off = Number(s.paddr - k.setup_header.pref_address);
     assert.ok(Buffer.from(u.image.subarray(off, off + Number(s.filesz))).equals(bin.subarray(s.offset, s.offset + Number(s.filesz))));
   }
-});
+}
 
 test('the stock Debian kernel (lz4) unpacks, its table ending where vmlinux does', (t) => {
   const path = join(cache, 'debian', 'x86_64', 'vmlinuz');

@@ -131,9 +131,12 @@ export function vmlinux(): Uint8Array {
   return e;
 }
 
-/** The table as arch/x86/tools/relocs writes it: 0, 64-bit, 0, inverse 32-bit, 0, 32-bit. */
-export function table(r64: number[], inv: number[], r32: number[]): Uint8Array {
-  const words = [0, ...r64, 0, ...inv, 0, ...r32];
+/**
+ * The table as arch/x86/tools/relocs writes it: 0, 64-bit, 0, inverse
+ * 32-bit, 0, 32-bit; without `inv` (7.2's tool), 0, 64-bit, 0, 32-bit.
+ */
+export function table(r64: number[], inv: number[] | undefined, r32: number[]): Uint8Array {
+  const words = inv === undefined ? [0, ...r64, 0, ...r32] : [0, ...r64, 0, ...inv, 0, ...r32];
   const b = new Uint8Array(words.length * 4);
   words.forEach((w, i) => new DataView(b.buffer).setUint32(i * 4, w >>> 0, true));
   return b;
