@@ -11,8 +11,9 @@
  * --reserve` for that pair, so each method reboots from and into the same
  * kernel:
  *
- *   qkexec-quick     qkexec load (syscall auto: kexec_file_load), which the patched kernel
- *                    places in the region: the quick path; then systemctl kexec
+ *   qkexec-quick     qkexec load, all defaults: auto unpacks the kernel and the initramfs
+ *                    on the quick path, which takes kexec_load, into the region; then
+ *                    systemctl kexec
  *   qkexec-classic   qkexec load --syscall classic --strategy standard (kexec_load,
  *                    qkexec's placement outside the region and its purgatory): the standard path
  *   kexec-tools-i    kexec-tools' kexec -l -i, systemctl kexec with /sbin/kexec pointed at kexec-tools
@@ -176,7 +177,7 @@ function fmt(s?: Stat, ratio?: number): string {
 }
 
 export const METHOD_LABEL: Record<SystemdMethod, string> = {
-  'qkexec-quick': 'qkexec load (kexec_file_load, quick path), systemctl kexec',
+  'qkexec-quick': 'qkexec load (auto: kexec_load, unpacked at load, quick path), systemctl kexec',
   'qkexec-classic': 'qkexec load --syscall classic (standard path), systemctl kexec',
   'kexec-tools-i': 'kexec-tools kexec -l -i, systemctl kexec',
   firmware: 'systemctl reboot through the firmware',
@@ -279,7 +280,7 @@ work, load average at the end ${res.host.load}): Debian 12 built with mmdebstrap
 /sbin/kexec is ${res.image.kexecCommand}), kexec-tools installed. Every boot is the same
 kernel, ${res.firstKernel}, with the image's Debian initramfs (${res.image.kernelVersion}) and
 ${res.reservation} (qkexec plan --reserve for that kernel and initramfs, rounded up), so
-every method reboots from and into the same kernel and payload. The methods take turns,
+every method reboots from and into the same kernel and initramfs content (the quick method, with auto, loads both unpacked). The methods take turns,
 each repeat starting one method later.
 
 Times are the host's clock on serial-console lines, from the line the guest prints just
