@@ -43,6 +43,9 @@ export function captureStageInit(token: string, marker: string): string {
   return `#!/bin/busybox sh
 ${stageIdentity(token, marker)}export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 echo "QKLAB:capture-up token=$token marker=$marker cmdline=$cmdline" >/dev/console
+# The kernel's late messages (clocksource calibration, say) would land
+# inside the lines below on the serial console; the log still has them.
+${bb} dmesg -n 1
 if [ -e /proc/vmcore ]; then
   echo "QKLAB:vmcore size=$(${bb} stat -c %s /proc/vmcore)" >/dev/console
   ${bb} head -c ${VMCORE_HEAD} /proc/vmcore | ${bb} base64 | while IFS= read -r l; do echo "QKLAB:vmcore-b64 $l"; done >/dev/console
@@ -93,12 +96,19 @@ export function parseCaptureLog(lines: readonly string[]): CaptureReport {
     let m: RegExpExecArray | null;
     if ((m = /QKLAB:capture-up token=(\S+) marker=(\S+) cmdline=(.*)$/.exec(l))) r.up = { token: m[1]!, marker: m[2]!, cmdline: m[3]! };
     else if ((m = /QKLAB:vmcore size=(\d+)/.exec(l))) r.vmcoreSize = Number(m[1]);
-    else if ((m = /QKLAB:vmcore-b64 ([A-Za-z0-9+/=]+)\s*$/.exec(l))) b64.push(m[1]!);
+    // The longest base64 run: a kernel message the console appended ("[   2.63] tsc: …") is not part of it.
+    else if ((m = /QKLAB:vmcore-b64 ([A-Za-z0-9+/=]+)/.exec(l))) b64.push(m[1]!);
     else if ((m = /QKLAB:makedumpfile rc=(\d+) size=(\d+) sig=(\S*)/.exec(l))) r.makedumpfile = { rc: Number(m[1]), size: Number(m[2]), sig: m[3]! };
     else if ((m = /QKLAB:makedumpfile-out (.*)$/.exec(l))) r.makedumpfileOut.push(m[1]!);
     else if ((m = /QKLAB:dmesg (.*)$/.exec(l))) r.dmesg.push(m[1]!);
     else if (/QKLAB:capture-done/.test(l)) r.done = true;
   }
-  if (b64.length > 0) r.vmcoreHead = new Uint8Array(Buffer.from(b64.join(''), 'base64'));
+  if (b64.length > 0) {
+    // busybox base64 writes 76 characters a line: a shorter line before the
+    // last means the console cut it, and the decoded bytes would be shifted.
+    const cut = b64.slice(0, -1).findIndex((x) => x.length !== 76);
+    if (cut >= 0) throw new Error(`the capture kernel's vmcore head is damaged on the console: base64 line ${cut + 1} of ${b64.length} has ${b64[cut]!.length} characters, not 76`);
+    r.vmcoreHead = new Uint8Array(Buffer.from(b64.join(''), 'base64'));
+  }
   return r;
 }
