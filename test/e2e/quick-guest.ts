@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { ensurePatchedKernel, type Arch, type PatchedKernelOptions } from '../../src/lab/assets.ts';
 import { ensureBundle } from '../../src/lab/bundle.ts';
 import { run } from '../../src/lab/host.ts';
-import { buildSecondStage, QKEXEC_DIR } from '../../src/lab/initramfs.ts';
+import { buildSecondStage, QKEXEC_DIR, type SecondStageCheck } from '../../src/lab/initramfs.ts';
 import { lineReporter } from '../../src/lab/progress.ts';
 import { secondAppend, type Scenario, type ScenarioResult } from '../../src/lab/scenario.ts';
 import { IOMEM_SYSTEM_RAM } from '../../src/memory/map.ts';
@@ -43,15 +43,16 @@ export async function guestFixture(arch: Arch, work: string, guestMB = GUEST_MB)
 /**
  * `qkexec plan --reserve` on the host, with the bundle the guest runs, for
  * the payload the guest will load: the patched kernel and a second stage
- * built like the scenario's (same token and marker lengths, so the same
- * size), with a command line as long as the scenario's.
+ * built like the scenario's (same token and marker lengths, and the same
+ * check if the scenario has one, so the same size), with a command line as
+ * long as the scenario's.
  */
-export async function reserveFor(arch: Arch, kernel: string, bundle: string, paddingMB?: number): Promise<bigint> {
+export async function reserveFor(arch: Arch, kernel: string, bundle: string, paddingMB?: number, check?: SecondStageCheck): Promise<bigint> {
   const work = await mkdtemp(join(tmpdir(), 'qk-reserve-'));
   try {
     const assets = await assetsFor(arch);
     const token = randomBytes(8).toString('hex');
-    const i2 = await buildSecondStage({ busybox: assets.busybox, token, marker: `qklab-marker-${token}`, paddingMB, out: join(work, 'i2') });
+    const i2 = await buildSecondStage({ busybox: assets.busybox, token, marker: `qklab-marker-${token}`, paddingMB, check, out: join(work, 'i2') });
     const append = secondAppend({ arch } as Scenario, token);
     const r = await run(process.execPath, [
       join(bundle, 'qkexec.mjs'), 'plan', '--reserve', '--json', '--kernel', kernel, '--initrd', i2.path, '--append', append,
@@ -175,19 +176,20 @@ export type KernelChoice = Pick<PatchedKernelOptions, 'base' | 'flavour'>;
 
 /**
  * The patched kernel, the bundle and quickkexec='s size for `arch` and a
- * payload padded by `paddingMB`, once each; the kernel is the 6.12 lab one
- * unless `choice` says otherwise.
+ * payload padded by `paddingMB` (and whose second stage runs `check`, as
+ * the scenario's Scenario.secondCheck), once each; the kernel is the 6.12
+ * lab one unless `choice` says otherwise.
  */
-export async function setup(arch: Arch, paddingMB?: number, choice: KernelChoice = {}): Promise<{ kernel: string; bundle: string; reserve: bigint }> {
+export async function setup(arch: Arch, paddingMB?: number, choice: KernelChoice = {}, check?: SecondStageCheck): Promise<{ kernel: string; bundle: string; reserve: bigint }> {
   // Per arch, so that running one arch's tests does not build the other's kernel.
   const kernel = await ensurePatchedKernel(arch, { ...choice, reporter: lineReporter() });
   const bundle = await ensureBundle(arch);
   await assetsFor(arch);
   // The kernel is part of the payload plan --reserve sizes.
-  const key = `${arch}/${paddingMB ?? 0}/${kernel}`;
+  const key = `${arch}/${paddingMB ?? 0}/${kernel}/${check?.script ?? ''}`;
   let reserve = reservations.get(key);
   if (reserve === undefined) {
-    reserve = reserveFor(arch, kernel, bundle, paddingMB);
+    reserve = reserveFor(arch, kernel, bundle, paddingMB, check);
     reservations.set(key, reserve);
     process.stderr.write(`[quick ${arch}] qkexec plan --reserve for ${kernel} (padding ${paddingMB ?? 0} MiB): quickkexec=${(await reserve) / MiB}M\n`);
   }
