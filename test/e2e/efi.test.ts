@@ -51,7 +51,7 @@ import { lineReporter } from '../../src/lab/progress.ts';
 import { buildSecondInitrd, secondAppend, type Loader, type Scenario, type ScenarioResult, type Step } from '../../src/lab/scenario.ts';
 import { signedWithLabKey } from '../../src/lab/signing.ts';
 import { MiB } from '../../src/memory/range.ts';
-import { assertSecondUp, assetsFor, runOk } from './guest.ts';
+import { assertSecondUp, assetsFor, runOk, tagged } from './guest.ts';
 import { parseKexecLines } from './kexec-log.ts';
 
 const Q = `node ${QKEXEC_DIR}/qkexec.mjs`;
@@ -73,14 +73,6 @@ qk_run() {
 }
 `;
 
-/** Lines "QKLAB:<tag> <rest>", rest only. */
-function tagged(r: ScenarioResult, tag: string): string[] {
-  const re = new RegExp(`QKLAB:${tag} (.*)$`);
-  return r.log.flatMap((l) => {
-    const m = re.exec(l);
-    return m ? [m[1]!] : [];
-  });
-}
 
 interface Ran {
   rc: number;

@@ -20,7 +20,7 @@ import type { Arch } from '../../src/lab/assets.ts';
 import { I2, K2, QKEXEC_DIR } from '../../src/lab/initramfs.ts';
 import { shQuote } from '../../src/lab/host.ts';
 import type { LoadRecord, Loader, ScenarioResult, Step } from '../../src/lab/scenario.ts';
-import { assertSecondUp, assetsFor, runOk } from './guest.ts';
+import { assertSecondUp, assetsFor, runOk, tagged } from './guest.ts';
 
 const Q = `node ${QKEXEC_DIR}/qkexec.mjs`;
 const TRUNCATED = '/tmp/k2-truncated';
@@ -121,14 +121,6 @@ const expected: Record<string, { arch?: Arch; re: RegExp; loaded: 0 | 1 }> = {
   },
 };
 
-/** Guest lines "QKLAB:<tag> <rest>", rest only. */
-function tagged(r: ScenarioResult, tag: string): string[] {
-  const re = new RegExp(`QKLAB:${tag} (.*)$`);
-  return r.log.flatMap((l) => {
-    const m = re.exec(l);
-    return m ? [m[1]!] : [];
-  });
-}
 
 function assertFault(r: ScenarioResult, l: LoadRecord): void {
   const e = expected[l.name];

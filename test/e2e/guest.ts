@@ -39,3 +39,12 @@ export function assertSecondUp(r: ScenarioResult): void {
   assert.equal(r.second.marker, 'ok', 'marker file of the loaded initramfs missing in the new kernel');
   assert.ok(r.newKernelFirstLine, 'no first line from the new kernel');
 }
+
+/** The rest of each guest line "QKLAB:<tag> <rest>". */
+export function tagged(r: ScenarioResult, tag: string): string[] {
+  const re = new RegExp(`QKLAB:${tag} (.*)$`);
+  return r.log.flatMap((l) => {
+    const m = re.exec(l);
+    return m ? [m[1]!] : [];
+  });
+}

@@ -52,7 +52,7 @@ import { crashRegions, dumpRanges } from '../../src/crash/regions.ts';
 import { parseIomem, walkIomem } from '../../src/memory/iomem.ts';
 import { IOMEM_SYSTEM_RAM } from '../../src/memory/map.ts';
 import { formatRange } from '../../src/memory/ranges.ts';
-import { assertSecondUp, assetsFor, runOk } from './guest.ts';
+import { assertSecondUp, assetsFor, runOk, tagged } from './guest.ts';
 
 const Q = `node ${QKEXEC_DIR}/qkexec.mjs`;
 /** The capture kernel's initramfs in the first stage. */
@@ -115,14 +115,6 @@ function crashLoad(c: Capture, flags: string, initrd = IC): string {
   return `${Q} ${flags} -p --command-line=${shQuote(c.cmdline)} --initrd=${initrd} ${K2}`;
 }
 
-/** The rest of each "QKLAB:<tag> <rest>" line. */
-function tagged(r: ScenarioResult, tag: string): string[] {
-  const re = new RegExp(`QKLAB:${tag} (.*)$`);
-  return r.log.flatMap((l) => {
-    const m = re.exec(l);
-    return m ? [m[1]!] : [];
-  });
-}
 
 interface Ran {
   out: string;

@@ -18,7 +18,7 @@ import { lineReporter } from '../../src/lab/progress.ts';
 import { secondAppend, type Scenario, type ScenarioResult } from '../../src/lab/scenario.ts';
 import { IOMEM_SYSTEM_RAM } from '../../src/memory/map.ts';
 import { MiB } from '../../src/memory/range.ts';
-import { assetsFor } from './guest.ts';
+import { assetsFor, tagged } from './guest.ts';
 import { parseKexecLines, type KexecLine } from './kexec-log.ts';
 
 export const Q = `node ${QKEXEC_DIR}/qkexec.mjs`;
@@ -92,15 +92,6 @@ qk_poke() {
 qk_tag iomem </proc/iomem
 qk_dmesg boot
 `;
-
-/** The rest of each "QKLAB:<tag> <rest>" line. */
-export function tagged(r: ScenarioResult, tag: string): string[] {
-  const re = new RegExp(`QKLAB:${tag} (.*)$`);
-  return r.log.flatMap((l) => {
-    const m = re.exec(l);
-    return m ? [m[1]!] : [];
-  });
-}
 
 /** The kernel's kexec lines logged while step `name` ran (qk_dmesg). */
 export function kernelLines(r: ScenarioResult, name: string): KexecLine[] {

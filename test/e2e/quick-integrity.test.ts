@@ -25,8 +25,8 @@ import { type Arch } from '../../src/lab/assets.ts';
 import { K2 } from '../../src/lab/initramfs.ts';
 import { type ScenarioResult } from '../../src/lab/scenario.ts';
 import { MiB } from '../../src/memory/range.ts';
-import { assertSecondUp, runOk } from './guest.ts';
-import { GUEST_MB, HELPERS, kernelLines, pathLine, Q, setup, show, succeeded, tagged } from './quick-guest.ts';
+import { assertSecondUp, runOk, tagged } from './guest.ts';
+import { GUEST_MB, HELPERS, kernelLines, pathLine, Q, setup, show, succeeded } from './quick-guest.ts';
 
 /** Padding in the booted payload: enough that it fills the region, where A's IMA buffer was. */
 const PADDING_MB = 16;

@@ -68,9 +68,9 @@ import { parseIomem, walkIomem } from '../../src/memory/iomem.ts';
 import { IOMEM_QUICK_KEXEC, IOMEM_SYSTEM_RAM } from '../../src/memory/map.ts';
 import { MiB } from '../../src/memory/range.ts';
 import { formatRange } from '../../src/memory/ranges.ts';
-import { assertSecondUp, runOk } from './guest.ts';
+import { assertSecondUp, runOk, tagged } from './guest.ts';
 import {
-  esc, GUEST_MB, HELPERS, kernelLines, pathLine, planRows, planSummary, poke, Q, setup, show, succeeded, tagged, type KernelChoice,
+  esc, GUEST_MB, HELPERS, kernelLines, pathLine, planRows, planSummary, poke, Q, setup, show, succeeded, type KernelChoice,
 } from './quick-guest.ts';
 
 /** The kernels the series is proven on: its label, kernel/build's choice, the prefix of the guests' names. */

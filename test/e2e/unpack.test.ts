@@ -40,8 +40,8 @@ import { I2, K2 } from '../../src/lab/initramfs.ts';
 import { lineReporter } from '../../src/lab/progress.ts';
 import { buildSecondInitrd, secondAppend, type Scenario, type Step } from '../../src/lab/scenario.ts';
 import { MiB } from '../../src/memory/range.ts';
-import { assertSecondUp, assetsFor, runOk } from './guest.ts';
-import { guestFixture, HELPERS, kernelLines, pathLine, Q, ran, show, tagged } from './quick-guest.ts';
+import { assertSecondUp, assetsFor, runOk, tagged } from './guest.ts';
+import { guestFixture, HELPERS, kernelLines, pathLine, Q, ran, show } from './quick-guest.ts';
 
 const GUEST_MB = 1536;
 const BOMB = '/tmp/bomb.img';
