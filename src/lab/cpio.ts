@@ -13,16 +13,10 @@
  * parents are emitted first (once) unless they were already written.
  */
 import { open, stat, type FileHandle } from 'node:fs/promises';
+// The format's constants are the unpacker's, which reads what this writes.
+import { NEWC_FIELDS, NEWC_HEADER_SIZE, NEWC_MAGIC, TRAILER_NAME } from '../unpack/cpio.ts';
 
-export const NEWC_MAGIC = '070701';
-export const NEWC_HEADER_SIZE = 110;
-export const TRAILER_NAME = 'TRAILER!!!';
-
-/** Field order of the newc header after the magic; each is 8 hex digits. */
-export const NEWC_FIELDS = [
-  'ino', 'mode', 'uid', 'gid', 'nlink', 'mtime', 'filesize',
-  'devmajor', 'devminor', 'rdevmajor', 'rdevminor', 'namesize', 'check',
-] as const;
+export { NEWC_FIELDS, NEWC_HEADER_SIZE, NEWC_MAGIC, TRAILER_NAME };
 export type NewcField = (typeof NEWC_FIELDS)[number];
 
 /** File type bits of st_mode (include/uapi/linux/stat.h). */
