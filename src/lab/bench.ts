@@ -257,11 +257,18 @@ export async function planReserve(arch: Arch, kernel: string, initrd: string, wo
     ...(arch === 'arm64' ? ['--fdt', await virtDtb(work)] : []),
   ];
   const r = await run(process.execPath, args, { cwd: REPO_ROOT });
-  // size is for the payload unpacked; kexec_file_load cannot load an
-  // unpacked bzImage, so the region must hold the packed one too (which
-  // is the larger when the initramfs is uncompressed, the smaller when it
-  // is, say, zstd). auto then unpacks whatever still fits.
-  const j = JSON.parse(r.stdout) as { size: string; packedSize: string };
+  return reserveForEitherSyscall(r.stdout);
+}
+
+/**
+ * The region a `plan --reserve --json` answer asks for when the payload
+ * may be loaded with either syscall. Its size is for the payload unpacked;
+ * kexec_file_load cannot load an unpacked bzImage, so the region must hold
+ * the packed one too (the larger when the initramfs is uncompressed, the
+ * smaller when it is, say, zstd). auto then unpacks whatever still fits.
+ */
+export function reserveForEitherSyscall(planReserveJson: string): bigint {
+  const j = JSON.parse(planReserveJson) as { size: string; packedSize: string };
   const [size, packed] = [BigInt(j.size), BigInt(j.packedSize)];
   return size > packed ? size : packed;
 }

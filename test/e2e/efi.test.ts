@@ -49,6 +49,7 @@ import { run, shQuote } from '../../src/lab/host.ts';
 import { I2, K2, QKEXEC_DIR } from '../../src/lab/initramfs.ts';
 import { lineReporter } from '../../src/lab/progress.ts';
 import { buildSecondInitrd, secondAppend, type Loader, type Scenario, type ScenarioResult, type Step } from '../../src/lab/scenario.ts';
+import { reserveForEitherSyscall } from '../../src/lab/bench.ts';
 import { signedWithLabKey } from '../../src/lab/signing.ts';
 import { MiB } from '../../src/memory/range.ts';
 import { assertSecondUp, assetsFor, runOk, tagged } from './guest.ts';
@@ -224,8 +225,8 @@ async function reserveFor(g: Guest, kernel: string): Promise<bigint> {
     const s = { arch: g.arch, secondCheck: efiSecondCheck('efi2', []) } as Scenario;
     const i2 = await buildSecondInitrd(s, assets.busybox, token, `qklab-marker-${token}`, join(work, 'i2'));
     const r = await run(process.execPath, [join(await ensureBundle(g.arch), 'qkexec.mjs'), 'plan', '--reserve', '--json', '--kernel', kernel, '--initrd', i2.path, '--append', secondAppend(s, token), '--sysroot', SYSROOT[g.arch]]);
-    // Packed: kexec_file_load takes the bzImage as it is, and both syscalls load in place here.
-    return BigInt((JSON.parse(r.stdout) as { packedSize: string }).packedSize);
+    // Both syscalls load in place here.
+    return reserveForEitherSyscall(r.stdout);
   } finally {
     await rm(work, { recursive: true, force: true });
   }
@@ -240,7 +241,7 @@ function reserveInGuest(arch: Arch): Step {
 function assertReserveEnough(r: ScenarioResult, reserved: bigint): void {
   const inGuest = ran(r, 'reserve');
   assert.equal(inGuest.rc, 0, inGuest.err.join('\n'));
-  const need = BigInt((JSON.parse(inGuest.out.join('\n')) as { packedSize: string }).packedSize);
+  const need = reserveForEitherSyscall(inGuest.out.join('\n'));
   assert.ok(need <= reserved, `plan --reserve in the UEFI guest asks for ${need} bytes; ${reserved} were reserved from the host's answer`);
 }
 

@@ -16,6 +16,7 @@ import { run } from '../../src/lab/host.ts';
 import { buildSecondStage, QKEXEC_DIR, type SecondStageCheck } from '../../src/lab/initramfs.ts';
 import { lineReporter } from '../../src/lab/progress.ts';
 import { secondAppend, type Scenario, type ScenarioResult } from '../../src/lab/scenario.ts';
+import { reserveForEitherSyscall } from '../../src/lab/bench.ts';
 import { IOMEM_SYSTEM_RAM } from '../../src/memory/map.ts';
 import { MiB } from '../../src/memory/range.ts';
 import { assetsFor, tagged } from './guest.ts';
@@ -58,10 +59,9 @@ export async function reserveFor(arch: Arch, kernel: string, bundle: string, pad
       join(bundle, 'qkexec.mjs'), 'plan', '--reserve', '--json', '--kernel', kernel, '--initrd', i2.path, '--append', append,
       ...(await guestFixture(arch, work)),
     ]);
-    // The packed size: both syscalls load the payload packed in place
-    // (kexec_file_load never takes an unpacked bzImage), so the quick
-    // tests' premise holds for either: one payload fits, a second does not.
-    return BigInt((JSON.parse(r.stdout) as { packedSize: string }).packedSize);
+    // Sized for either syscall, so the quick tests' premise holds for both:
+    // one payload fits, a second does not.
+    return reserveForEitherSyscall(r.stdout);
   } finally {
     await rm(work, { recursive: true, force: true });
   }

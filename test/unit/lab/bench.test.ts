@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  expandMatrix, failedRun, needsRegion, parseArches, parseLoaders, parsePayloads, reservationParam, roundReservation,
+  expandMatrix, failedRun, needsRegion, parseArches, parseLoaders, parsePayloads, reservationParam, reserveForEitherSyscall, roundReservation,
   NODE_BEFORE_EXEC, runBench, runLine, scenarioFor, specKey, specName, toLabRun, type KernelSetup, type RunSpec,
 } from '../../../src/lab/bench.ts';
 import { MiB } from '../../../src/memory/range.ts';
@@ -273,4 +273,11 @@ test('bring your own initramfs: the generated second stage follows it at a 512-b
   assert.equal(bytes.subarray(1024, 1030).toString(), '070701', 'a newc header at the boundary');
   const alone = await buildSecondInitrd({ ...s, secondInitrdBase: undefined }, busybox, 'tok', 'marker', join(dir, 'alone.cpio'));
   assert.equal(info.bytes, 1024 + alone.bytes);
+});
+
+test('a region for either syscall holds the payload packed and unpacked, whichever is larger', () => {
+  // An uncompressed initramfs: the unpacked kernel is smaller than init_size, so packed is larger.
+  assert.equal(reserveForEitherSyscall('{"size":"14680064","packedSize":"18874368"}'), 18874368n);
+  // A zstd initramfs: unpacked is larger.
+  assert.equal(reserveForEitherSyscall('{"size":"171966464","packedSize":"94371840"}'), 171966464n);
 });
