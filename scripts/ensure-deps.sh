@@ -44,6 +44,7 @@ have makedumpfile || need="$need makedumpfile"
 have mmdebstrap || need="$need mmdebstrap"
 have mkfs.ext4 || need="$need e2fsprogs"
 have dpkg-deb || need="$need dpkg"
+have dpkg-source || need="$need dpkg-dev"
 have lintian || need="$need lintian"
 # The systemd guest's EFI system partition (a GPT disk image with a vfat
 # partition, filled without mounting it)
@@ -91,6 +92,10 @@ npx tsx src/lab/assets.ts fetch all >&2
 for arch in x86_64 arm64; do
   kernel/build --base 6.12 --flavour lab "$arch" >&2
 done
+# kexec-tools with the companion patch (kernel/kexec-tools), which arm64
+# guests use to aim kexec_load at the Quick kexec region: seconds to
+# build, cached by its inputs like the kernels.
+kernel/kexec-tools/build --sysroot "${QKEXEC_CACHE:-$HOME/.cache/qkexec}/debian/arm64/root" arm64 >/dev/null
 # The series' 7.2 port (base flavour, Debian unstable's source, fetched by
 # kernel/build), which test/e2e/quick.test.ts proves only when asked:
 # two more kernel builds that CI's budget on a fresh machine has no room

@@ -337,6 +337,25 @@ export async function ensurePatchedKernel(arch: Arch, opts: PatchedKernelOptions
   });
 }
 
+/**
+ * kexec-tools with the companion patch (kernel/kexec-tools), for arm64
+ * guests that aim kexec_load at the Quick kexec region: Debian's build of
+ * the stock version, linked against the same libraries as the stock
+ * binary in the guest's sysroot. Returns its host path; x86_64 has no such
+ * build (its kexec-tools needs no patch).
+ */
+export async function ensurePatchedKexecTools(arch: 'arm64', opts: FetchOptions = {}): Promise<string> {
+  const rep = opts.reporter ?? defaultReporter();
+  const assets = await ensureAssets(arch, { reporter: rep });
+  const script = new URL('../../kernel/kexec-tools/build', import.meta.url).pathname;
+  return rep.step(`${arch}: kexec-tools with the Quick kexec patch (kernel/kexec-tools/build)`, async (p) => {
+    const r = await run('nice', [script, '--sysroot', assets.sysroot, arch], { onStderrLine: (l) => p.note(l.replace(/^kexec-tools\/build: /, '')) });
+    const last = r.stdout.trim().split('\n').pop() ?? '';
+    if (!existsSync(last)) throw new Error(`kernel/kexec-tools/build ${arch} printed "${last}" as its last line, which is not a file`);
+    return last;
+  });
+}
+
 function parseArchArg(a: string | undefined): Arch[] {
   if (a === undefined || a === 'all') return [...ARCHES];
   if (a === 'x86_64' || a === 'arm64') return [a];
@@ -358,6 +377,7 @@ async function main(argv: string[]): Promise<void> {
     // The kdump e2e's capture stage.
     await ensureKdumpTools(arch, { reporter });
     if (patched) reporter.info(`${arch}: patched kernel -> ${await ensurePatchedKernel(arch, { reporter })}`);
+    if (patched && arch === 'arm64') reporter.info(`${arch}: patched kexec-tools -> ${await ensurePatchedKexecTools(arch, { reporter })}`);
   }
 }
 

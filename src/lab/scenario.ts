@@ -21,7 +21,10 @@
  *
  * kexec-tools-quick-region is kexec-tools -i with --mem-min/--mem-max set
  * to the "Quick kexec" region of /proc/iomem: the best kexec-tools can do
- * on a kernel booted with quickkexec=.
+ * on a kernel booted with quickkexec=. On arm64 that takes kexec-tools with
+ * the companion patch (kernel/kexec-tools), which the guest holds at
+ * KEXEC_TOOLS_PATCHED (see kexecToolsBinary); every other kexec-tools
+ * loader, and x86_64's, is Debian's stock binary.
  *
  * Phases (ms, host clock):
  *   loadMs             load-start → load-done of the load that is exec'd
@@ -41,7 +44,7 @@ import { pipeline } from 'node:stream/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureAssets, type Arch, type ArchAssets } from './assets.ts';
+import { ensureAssets, ensurePatchedKexecTools, type Arch, type ArchAssets } from './assets.ts';
 import { ensureBundle } from './bundle.ts';
 import { shQuote } from './host.ts';
 import { buildFirstStage, buildSecondStage, I2, K2, QKEXEC_DIR, TOKEN_PARAM, type ImageInfo, type SecondStageCheck } from './initramfs.ts';
@@ -278,17 +281,30 @@ export const QUICK_REGION_SH = [
   '  [ -n "$r" ] || qk_fail "no Quick kexec region in /proc/iomem (boot with quickkexec=)"',
   '  qk_min=${r% *}; qk_max=${r#* }',
   '  echo "QKLAB:region min=$qk_min max=$qk_max"',
-  // kexec-tools 2.0.25 on arm64 takes every /proc/iomem entry it does not
-  // know by name for unusable memory, "Quick kexec" included, and finds no
-  // room in the region (kernel/smoke-test does the same).
-  '  if [ "$(uname -m)" = aarch64 ]; then',
-  "    grep -v ' : Quick kexec$' /proc/iomem >/tmp/qk-iomem",
-  '    mount --bind /tmp/qk-iomem /proc/iomem || qk_fail "cannot hide the Quick kexec line from kexec-tools"',
-  '  fi',
   '}',
 ].join('\n');
 
-function loadArgv(loader: Loader, kernel: string, initrd: string | null, append: string, extra: string[], qkexec: string[]): Word[] {
+/**
+ * Where a guest holds kexec-tools with the companion patch
+ * (kernel/kexec-tools): kexec-tools 2.0.25 on arm64 takes every child of
+ * System RAM in /proc/iomem it does not know by name for unusable memory,
+ * "Quick kexec" included, and finds no room in the region; the patch keeps
+ * the region usable.
+ */
+export const KEXEC_TOOLS_PATCHED = '/usr/local/sbin/kexec';
+
+/** The kexec-tools binary a loader runs in a guest of `arch`: the patched one only where the stock one cannot aim at the region. */
+export function kexecToolsBinary(loader: Loader, arch: Arch): string {
+  return loader === 'kexec-tools-quick-region' && arch === 'arm64' ? KEXEC_TOOLS_PATCHED : 'kexec';
+}
+
+/** Whether a scenario's guest needs the patched kexec-tools (some load or exec of it). */
+export function needsPatchedKexecTools(s: Pick<Scenario, 'arch' | 'loader' | 'steps'>): boolean {
+  const loaders = [s.loader, ...(s.steps ?? []).flatMap((st) => (st.kind !== 'shell' && st.loader !== undefined ? [st.loader] : []))];
+  return loaders.some((l) => kexecToolsBinary(l, s.arch) === KEXEC_TOOLS_PATCHED);
+}
+
+function loadArgv(loader: Loader, arch: Arch, kernel: string, initrd: string | null, append: string, extra: string[], qkexec: string[]): Word[] {
   if (isQkexec(loader)) {
     const syscall = qkexecSyscall(loader);
     return [
@@ -304,7 +320,7 @@ function loadArgv(loader: Loader, kernel: string, initrd: string | null, append:
     // Inclusive bounds, as kexec-tools takes them and /proc/iomem prints them.
     'kexec-tools-quick-region': ['-i', { raw: '--mem-min="$qk_min"' }, { raw: '--mem-max="$qk_max"' }],
   }[loader as 'kexec-tools'];
-  return ['kexec', '-l', kernel, ...(initrd === null ? [] : [`--initrd=${initrd}`]), `--append=${append}`, ...flag, ...extra];
+  return [kexecToolsBinary(loader, arch), '-l', kernel, ...(initrd === null ? [] : [`--initrd=${initrd}`]), `--append=${append}`, ...flag, ...extra];
 }
 
 export function execCommandOf(s: Pick<Scenario, 'loader' | 'qkexecExec' | 'qkexecCommand'>, st: ExecStep): ExecCommand {
@@ -313,8 +329,9 @@ export function execCommandOf(s: Pick<Scenario, 'loader' | 'qkexecExec' | 'qkexe
   return isQkexec(st.loader ?? s.loader) ? (s.qkexecExec ?? (s.qkexecCommand ? 'node' : 'native')) : 'kexec-tools';
 }
 
-function execArgv(command: ExecCommand, qkexec: string[]): string[] {
-  return { native: [QKEXEC_NATIVE, 'exec'], node: [...qkexec, 'exec'], 'kexec-tools': ['kexec', '-e'] }[command];
+/** `kexec` is the kexec-tools binary of the loader whose image is exec'd (kexecToolsBinary). */
+function execArgv(command: ExecCommand, qkexec: string[], kexec: string): string[] {
+  return { native: [QKEXEC_NATIVE, 'exec'], node: [...qkexec, 'exec'], 'kexec-tools': [kexec, '-e'] }[command];
 }
 
 export function secondAppend(s: Scenario, token: string): string {
@@ -347,6 +364,7 @@ export function scenarioScript(s: Scenario, token: string): string {
     } else if (st.kind === 'load') {
       const argv = loadArgv(
         st.loader ?? s.loader,
+        s.arch,
         st.kernel ?? K2,
         st.initrd === undefined ? I2 : st.initrd,
         st.append ?? secondAppend(s, token),
@@ -356,7 +374,7 @@ export function scenarioScript(s: Scenario, token: string): string {
       if ((st.loader ?? s.loader) === 'kexec-tools-quick-region') lines.push(QUICK_REGION_SH, 'qk_region');
       lines.push(`qk_load ${shQuote(st.name ?? 'main')} ${st.expectFail ? 'fail' : 'ok'} ${argv.map(word).join(' ')}`);
     } else {
-      const argv = st.argv ?? execArgv(execCommandOf(s, st), s.qkexecCommand ?? QKEXEC);
+      const argv = st.argv ?? execArgv(execCommandOf(s, st), s.qkexecCommand ?? QKEXEC, kexecToolsBinary(st.loader ?? s.loader, s.arch));
       lines.push('echo QKLAB:exec', `${argv.map(shQuote).join(' ')}`, 'qk_fail "exec returned with rc=$?"');
     }
   }
@@ -518,6 +536,10 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
   try {
     const kernel2 = s.secondKernel ?? assets.kernel;
     const i2 = await buildSecondInitrd(s, assets.busybox, token, marker, join(work, 'i2.cpio'));
+    // Its libraries are the stock kexec's, which the first stage holds.
+    const patchedKexec: GuestFile[] = needsPatchedKexecTools(s) && s.arch === 'arm64'
+      ? [{ host: await ensurePatchedKexecTools(s.arch, { reporter: rep }), guest: KEXEC_TOOLS_PATCHED, mode: 0o755 }]
+      : [];
     const i1 = await rep.step(`${s.name}: guest image`, () =>
       buildFirstStage({
         busybox: assets.busybox,
@@ -527,7 +549,7 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
         kernel2,
         initrd2: i2.path,
         scenario: scenarioScript(s, token),
-        files: s.firstFiles,
+        files: [...(s.firstFiles ?? []), ...patchedKexec],
         out: join(work, 'i1.cpio'),
       }),
     );

@@ -12,7 +12,7 @@ import { MiB } from '../../../src/memory/range.ts';
 import { QkexecError } from '../../../src/errors.ts';
 import { silentReporter } from '../../../src/lab/progress.ts';
 import { LOADERS, validateResults, type LabResults } from '../../../src/lab/results.ts';
-import { QUICK_REGION_SH, analyse, buildSecondInitrd, parseKexecPathLine, scenarioScript, type Scenario, type ScenarioResult } from '../../../src/lab/scenario.ts';
+import { QUICK_REGION_SH, analyse, kexecToolsBinary, needsPatchedKexecTools, buildSecondInitrd, parseKexecPathLine, scenarioScript, type Scenario, type ScenarioResult } from '../../../src/lab/scenario.ts';
 
 test('matrix: arch by arch, repeat by repeat over every (payload, loader) cell, floor first', () => {
   const m = expandMatrix({ arches: ['x86_64', 'arm64'], loaders: ['kexec-tools-i', 'qkexec-quick-classic'], payloads: [64, 16], floor: true, repeats: 2 });
@@ -95,6 +95,22 @@ test('scenario scripts: kexec-tools aimed at the Quick kexec region, quick qkexe
   ], { env: { ...process.env, IOMEM: writeTemp('iomem', iomem) } }).stdout);
   assert.equal(region('00100000-bffdffff : System RAM\n  3b200000-3e1fffff : Quick kexec\n'), 'QKLAB:region min=0x3b200000 max=0x3e1fffff\n0x3b200000 0x3e1fffff\n');
   assert.match(region('00100000-bffdffff : System RAM\n'), /^FAIL no Quick kexec region in \/proc\/iomem/);
+
+  // arm64: the same load with the patched kexec-tools (its exec too), and no /proc/iomem trickery; x86_64's is the stock binary.
+  const arm = scenarioFor({ ...spec('kexec-tools-quick-region'), arch: 'arm64' }, kernels, { reserveBytes: 96n * MiB });
+  const armScript = scenarioScript(arm, 'tok');
+  assert.equal(spawnSync('sh', ['-n'], { input: armScript }).status, 0);
+  assert.match(armScript, /qk_region\nqk_load main ok \/usr\/local\/sbin\/kexec -l \/boot\/k2 .* -i --mem-min="\$qk_min" --mem-max="\$qk_max"\n/);
+  assert.match(armScript, /echo QKLAB:exec\n\/usr\/local\/sbin\/kexec -e\n/);
+  assert.doesNotMatch(armScript + QUICK_REGION_SH, /mount|\/tmp\/qk-iomem/, 'kexec-tools reads the real /proc/iomem');
+  assert.equal(needsPatchedKexecTools(arm), true);
+  assert.equal(needsPatchedKexecTools(s), false, 'x86_64: stock kexec-tools aims at the region as it is');
+  assert.equal(kexecToolsBinary('kexec-tools-quick-region', 'x86_64'), 'kexec');
+  for (const loader of LOADERS.filter((l) => l !== 'kexec-tools-quick-region')) {
+    assert.equal(kexecToolsBinary(loader, 'arm64'), 'kexec', `${loader}: the stock binary stays the reference`);
+    assert.equal(needsPatchedKexecTools({ ...arm, loader, steps: undefined }), false, loader);
+  }
+  assert.equal(needsPatchedKexecTools({ ...arm, loader: 'qkexec-classic', steps: [{ kind: 'load', loader: 'kexec-tools-quick-region' }] }), true, 'a step of that loader counts');
 
   const q = scenarioScript(scenarioFor(spec('qkexec-quick-file'), kernels, { reserveBytes: 96n * MiB }), 'tok');
   assert.match(q, /qkexec\.mjs load --kernel \/boot\/k2 --initrd \/boot\/i2 --append '[^']*' --syscall file\n/);
