@@ -6,8 +6,8 @@
  *
  *   npx tsx bench/targets.ts bench/2026-11-25/results.json
  */
-import { readResults, type LabArch, type Loader } from '../src/lab/results.ts';
-import { summarise, type Metric, type SummaryRow } from '../src/lab/stats.ts';
+import { readResults, type LabArch, type Loader } from '../src/lab/bench/results.ts';
+import { summarise, type Metric, type SummaryRow } from '../src/lab/bench/stats.ts';
 
 const file = process.argv[2];
 if (!file) {

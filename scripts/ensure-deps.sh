@@ -82,7 +82,7 @@ fi
 
 # Guest assets (Debian kernels, busybox, kexec-tools and node for both
 # arches), cached; idempotent and quick when present.
-npx tsx src/lab/assets.ts fetch all >&2
+npx tsx src/lab/assets/assets.ts fetch all >&2
 
 # The quick kexec kernels the quick e2e tests and the benchmark boot.
 # kernel/build caches by the series' hash and locks per arch, so a test

@@ -6,8 +6,8 @@
  *
  *   npx tsx bench/2026-11-25-startup/probe.ts [x86_64|arm64]
  */
-import { runScenario } from '../../src/lab/scenario.ts';
-import { ensureAssets, type Arch } from '../../src/lab/assets.ts';
+import { runScenario } from '../../src/lab/guest/scenario.ts';
+import { ensureAssets, type Arch } from '../../src/lab/assets/assets.ts';
 
 const arch = (process.argv[2] ?? 'x86_64') as Arch;
 const Q = 'node /qkexec/qkexec.mjs';

@@ -25,10 +25,10 @@ import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ensureAssets, type Arch } from '../../src/lab/assets.ts';
-import { runScenario, type ExecCommand } from '../../src/lab/scenario.ts';
+import { ensureAssets, type Arch } from '../../src/lab/assets/assets.ts';
+import { runScenario, type ExecCommand } from '../../src/lab/guest/scenario.ts';
 import { lineReporter } from '../../src/lab/progress.ts';
-import { quantile } from '../../src/lab/stats.ts';
+import { quantile } from '../../src/lab/bench/stats.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = join(HERE, '../..');

@@ -19,16 +19,16 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
-import { ensureAssets, type Arch } from './assets.ts';
+import { ensureAssets, type Arch } from './assets/assets.ts';
 import {
   DEFAULT_PAYLOADS, DEFAULT_REPEATS, defaultOut, needsRegion, parseArches, parseLoaders, parsePayloads, prepareArch,
   reservationParam, runBench, scenarioFor, type RunSpec,
-} from './bench.ts';
+} from './bench/bench.ts';
 import { defaultReporter, type Reporter } from './progress.ts';
-import { reportMain, writeReport, tableToMarkdown, summaryTables } from './report.ts';
-import { LOADERS as RESULT_LOADERS } from './results.ts';
-import { summarise } from './stats.ts';
-import { LOADERS, describeFailure, runScenario, type Loader, type Scenario, type ScenarioResult } from './scenario.ts';
+import { reportMain, writeReport, tableToMarkdown, summaryTables } from './report/report.ts';
+import { LOADERS as RESULT_LOADERS } from './bench/results.ts';
+import { summarise } from './bench/stats.ts';
+import { LOADERS, describeFailure, runScenario, type Loader, type Scenario, type ScenarioResult } from './guest/scenario.ts';
 import { runSystemdBench, summariseSystemd, summaryTable, SYSTEMD_METHODS, writeSystemdReport, type SystemdMethod } from './systemd/bench.ts';
 
 export interface LabOptions {

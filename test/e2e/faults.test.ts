@@ -15,11 +15,11 @@
  */
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ensureBundle } from '../../src/lab/bundle.ts';
-import type { Arch } from '../../src/lab/assets.ts';
-import { I2, K2, QKEXEC_DIR } from '../../src/lab/initramfs.ts';
+import { ensureBundle } from '../../src/lab/assets/bundle.ts';
+import type { Arch } from '../../src/lab/assets/assets.ts';
+import { I2, K2, QKEXEC_DIR } from '../../src/lab/guest/initramfs.ts';
 import { shQuote } from '../../src/lab/host.ts';
-import type { LoadRecord, Loader, ScenarioResult, Step } from '../../src/lab/scenario.ts';
+import type { LoadRecord, Loader, ScenarioResult, Step } from '../../src/lab/guest/scenario.ts';
 import { assertSecondUp, assetsFor, runOk, tagged } from './guest.ts';
 
 const Q = `node ${QKEXEC_DIR}/qkexec.mjs`;

@@ -4,9 +4,9 @@
  * assertion message, so a CI failure can be read without rerunning.
  */
 import assert from 'node:assert/strict';
-import { ensureAssets, type Arch, type ArchAssets } from '../../src/lab/assets.ts';
+import { ensureAssets, type Arch, type ArchAssets } from '../../src/lab/assets/assets.ts';
 import { lineReporter } from '../../src/lab/progress.ts';
-import { describeFailure, runScenario, type Scenario, type ScenarioResult } from '../../src/lab/scenario.ts';
+import { describeFailure, runScenario, type Scenario, type ScenarioResult } from '../../src/lab/guest/scenario.ts';
 
 const assets = new Map<Arch, Promise<ArchAssets>>();
 

@@ -5,7 +5,7 @@
  *
  * Every guest boots with crashkernel=, records /proc/iomem, loads a crash
  * kernel with qkexec's kexec-tools spelling and panics. The capture kernel
- * boots from its own initramfs (src/lab/capture.ts), and the test checks
+ * boots from its own initramfs (src/lab/guest/capture.ts), and the test checks
  * that it got the command line and initramfs it was loaded with, that
  * /proc/vmcore is an ELF core whose PT_LOADs are exactly the first
  * kernel's System RAM outside the crash region (and, on x86_64, outside
@@ -39,14 +39,14 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureKdumpTools, ensurePatchedKernel, type Arch } from '../../src/lab/assets.ts';
-import { ensureBundle } from '../../src/lab/bundle.ts';
-import { buildCaptureStage, parseCaptureLog, type CaptureReport } from '../../src/lab/capture.ts';
+import { ensureKdumpTools, ensurePatchedKernel, type Arch } from '../../src/lab/assets/assets.ts';
+import { ensureBundle } from '../../src/lab/assets/bundle.ts';
+import { buildCaptureStage, parseCaptureLog, type CaptureReport } from '../../src/lab/guest/capture.ts';
 import { shQuote } from '../../src/lab/host.ts';
-import { K2, QKEXEC_DIR, TOKEN_PARAM } from '../../src/lab/initramfs.ts';
+import { K2, QKEXEC_DIR, TOKEN_PARAM } from '../../src/lab/guest/initramfs.ts';
 import { lineReporter } from '../../src/lab/progress.ts';
-import { CONSOLE_APPEND, EARLY_CONSOLE } from '../../src/lab/qemu.ts';
-import type { Loader, Scenario, ScenarioResult, Step } from '../../src/lab/scenario.ts';
+import { CONSOLE_APPEND, EARLY_CONSOLE } from '../../src/lab/guest/qemu.ts';
+import type { Loader, Scenario, ScenarioResult, Step } from '../../src/lab/guest/scenario.ts';
 import { PT_LOAD, PT_NOTE, parseElfCore, parseNotes } from '../../src/crash/elfcore.ts';
 import { crashRegions, dumpRanges } from '../../src/crash/regions.ts';
 import { parseIomem, walkIomem } from '../../src/memory/iomem.ts';

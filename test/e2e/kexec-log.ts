@@ -11,7 +11,7 @@
  * the exact kind instead of being silently skipped. The load line itself
  * ("quick path: …" / "standard path: …") is read by the lab's own parser.
  */
-import { parseKexecPathLine } from '../../src/lab/scenario.ts';
+import { parseKexecPathLine } from '../../src/lab/guest/scenario.ts';
 
 /** [start, end) as bigints; the kernel prints inclusive ends, converted here. */
 export interface PhysRange {

@@ -19,9 +19,9 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { type Arch } from '../../src/lab/assets.ts';
-import { I2, K2 } from '../../src/lab/initramfs.ts';
-import { kexecToolsBinary, QUICK_REGION_SH, type Step } from '../../src/lab/scenario.ts';
+import { type Arch } from '../../src/lab/assets/assets.ts';
+import { I2, K2 } from '../../src/lab/guest/initramfs.ts';
+import { kexecToolsBinary, QUICK_REGION_SH, type Step } from '../../src/lab/guest/scenario.ts';
 import { MiB } from '../../src/memory/range.ts';
 import { assertSecondUp, runOk, tagged } from './guest.ts';
 import { GUEST_MB, HELPERS, kernelLines, pathLine, ran, setup, show } from './quick-guest.ts';

@@ -11,9 +11,9 @@
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { REPO_ROOT, ensureBundle } from '../../src/lab/bundle.ts';
-import type { Arch } from '../../src/lab/assets.ts';
-import type { Loader, ScenarioResult, Step } from '../../src/lab/scenario.ts';
+import { REPO_ROOT, ensureBundle } from '../../src/lab/assets/bundle.ts';
+import type { Arch } from '../../src/lab/assets/assets.ts';
+import type { Loader, ScenarioResult, Step } from '../../src/lab/guest/scenario.ts';
 import { assertSecondUp, assetsFor, runOk } from './guest.ts';
 
 // Until the bundler exists the qkexec cases cannot run; once it exists a

@@ -14,10 +14,10 @@
  */
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ensureBundle } from '../../src/lab/bundle.ts';
-import type { Arch } from '../../src/lab/assets.ts';
-import type { ScenarioResult } from '../../src/lab/scenario.ts';
-import { QKEXEC_DIR } from '../../src/lab/initramfs.ts';
+import { ensureBundle } from '../../src/lab/assets/bundle.ts';
+import type { Arch } from '../../src/lab/assets/assets.ts';
+import type { ScenarioResult } from '../../src/lab/guest/scenario.ts';
+import { QKEXEC_DIR } from '../../src/lab/guest/initramfs.ts';
 import { nativeMessages } from '../../src/native/messages.ts';
 import { ERRNO } from '../../src/sys/errno.ts';
 import { assertSecondUp, assetsFor, runOk } from './guest.ts';

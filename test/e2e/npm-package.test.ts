@@ -13,7 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { REPO_ROOT } from '../../src/lab/bundle.ts';
+import { REPO_ROOT } from '../../src/lab/assets/bundle.ts';
 import { run } from '../../src/lab/host.ts';
 import { bzImage } from '../unit/image/fixtures.ts';
 import { memmapFiles, sysroot, writeTree, x86Iomem } from '../unit/load/fixtures.ts';

@@ -21,9 +21,9 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { type Arch } from '../../src/lab/assets.ts';
-import { K2 } from '../../src/lab/initramfs.ts';
-import { type ScenarioResult } from '../../src/lab/scenario.ts';
+import { type Arch } from '../../src/lab/assets/assets.ts';
+import { K2 } from '../../src/lab/guest/initramfs.ts';
+import { type ScenarioResult } from '../../src/lab/guest/scenario.ts';
 import { MiB } from '../../src/memory/range.ts';
 import { assertSecondUp, runOk, tagged } from './guest.ts';
 import { GUEST_MB, HELPERS, kernelLines, pathLine, Q, setup, show, succeeded } from './quick-guest.ts';

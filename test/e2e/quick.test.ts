@@ -60,10 +60,10 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { type Arch } from '../../src/lab/assets.ts';
+import { type Arch } from '../../src/lab/assets/assets.ts';
 import { shQuote } from '../../src/lab/host.ts';
-import { I2, K2, QKEXEC_DIR, type SecondStageCheck } from '../../src/lab/initramfs.ts';
-import { type ScenarioResult, type Step } from '../../src/lab/scenario.ts';
+import { I2, K2, QKEXEC_DIR, type SecondStageCheck } from '../../src/lab/guest/initramfs.ts';
+import { type ScenarioResult, type Step } from '../../src/lab/guest/scenario.ts';
 import { parseIomem, walkIomem } from '../../src/memory/iomem.ts';
 import { IOMEM_QUICK_KEXEC, IOMEM_SYSTEM_RAM } from '../../src/memory/map.ts';
 import { MiB } from '../../src/memory/range.ts';

@@ -8,9 +8,9 @@
  * Two guests at a time (the lab's guest slots), variants interleaved
  * repeat by repeat. Logs of every run: <cache>/logs/inv-*.log.
  */
-import { ensureAssets } from '../../../src/lab/assets.ts';
+import { ensureAssets } from '../../../src/lab/assets/assets.ts';
 import { silentReporter, lineReporter } from '../../../src/lab/progress.ts';
-import { runScenario, type Scenario, type Step } from '../../../src/lab/scenario.ts';
+import { runScenario, type Scenario, type Step } from '../../../src/lab/guest/scenario.ts';
 
 /** Runs node (qkexec status) once, as qkexec's own load does before an exec. */
 const nodeRun: Step = { kind: 'shell', script: 'node /qkexec/qkexec.mjs status >/dev/null 2>&1' };

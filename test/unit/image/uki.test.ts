@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, describeUki, probe } from '../../../src/image/probe.ts';
 import { isUki, mangleCmdline, parseUki } from '../../../src/image/uki.ts';
-import { UKI_STUB, buildUki } from '../../../src/lab/uki.ts';
+import { UKI_STUB, buildUki } from '../../../src/lab/assets/uki.ts';
 import { arm64Image, bzImage, gzip, peImage, put32, throwsFormat, ukiImage } from './fixtures.ts';
 
 const F = '/boot/efi/EFI/Linux/debian.efi';

@@ -7,12 +7,12 @@ import { join } from 'node:path';
 import {
   expandMatrix, failedRun, needsRegion, parseArches, parseLoaders, parsePayloads, reservationParam, reserveForEitherSyscall, roundReservation,
   NODE_BEFORE_EXEC, runBench, runLine, scenarioFor, specKey, specName, toLabRun, type KernelSetup, type RunSpec,
-} from '../../../src/lab/bench.ts';
+} from '../../../src/lab/bench/bench.ts';
 import { MiB } from '../../../src/memory/range.ts';
 import { QkexecError } from '../../../src/errors.ts';
 import { silentReporter } from '../../../src/lab/progress.ts';
-import { LOADERS, validateResults, type LabResults } from '../../../src/lab/results.ts';
-import { QUICK_REGION_SH, analyse, kexecToolsBinary, needsPatchedKexecTools, buildSecondInitrd, parseKexecPathLine, scenarioScript, type Scenario, type ScenarioResult } from '../../../src/lab/scenario.ts';
+import { LOADERS, validateResults, type LabResults } from '../../../src/lab/bench/results.ts';
+import { QUICK_REGION_SH, analyse, kexecToolsBinary, needsPatchedKexecTools, buildSecondInitrd, parseKexecPathLine, scenarioScript, type Scenario, type ScenarioResult } from '../../../src/lab/guest/scenario.ts';
 
 test('matrix: arch by arch, repeat by repeat over every (payload, loader) cell, floor first', () => {
   const m = expandMatrix({ arches: ['x86_64', 'arm64'], loaders: ['kexec-tools-i', 'qkexec-quick-classic'], payloads: [64, 16], floor: true, repeats: 2 });

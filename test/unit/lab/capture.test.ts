@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { captureStageInit, parseCaptureLog, VMCORE_HEAD } from '../../../src/lab/capture.ts';
+import { captureStageInit, parseCaptureLog, VMCORE_HEAD } from '../../../src/lab/guest/capture.ts';
 import { PT_NOTE, buildElfCore, parseElfCore } from '../../../src/crash/elfcore.ts';
 
 test('the report: capture-up, the vmcore head in base64 lines, makedumpfile, the dump\'s log, done', () => {

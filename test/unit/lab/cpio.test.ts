@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import {
   CpioWriter, NEWC_FIELDS, NEWC_HEADER_SIZE, NEWC_MAGIC, TRAILER_NAME,
   S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, type NewcField,
-} from '../../../src/lab/cpio.ts';
+} from '../../../src/lab/guest/cpio.ts';
 
 const FUZZ_RUNS = Number(process.env.QKEXEC_FUZZ_RUNS ?? 200);
 

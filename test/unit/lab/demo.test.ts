@@ -5,8 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DEMO_PATCHED_LOADERS, DEMO_PAYLOAD_MIB, downtime, formatDemoTable } from '../../../src/lab/cli.ts';
-import { needsRegion } from '../../../src/lab/bench.ts';
-import type { ScenarioResult } from '../../../src/lab/scenario.ts';
+import { needsRegion } from '../../../src/lab/bench/bench.ts';
+import type { ScenarioResult } from '../../../src/lab/guest/scenario.ts';
 
 function result(loader: ScenarioResult['loader'], marks: ScenarioResult['marks'], kexecPath?: ScenarioResult['kexecPath']): ScenarioResult {
   return {

@@ -5,8 +5,8 @@ import { mkdtempSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { readElfDeps, resolveInSysroot, withLibraries } from '../../../src/lab/elf-deps.ts';
-import { buildFirstStage, buildSecondStage } from '../../../src/lab/initramfs.ts';
+import { readElfDeps, resolveInSysroot, withLibraries } from '../../../src/lab/assets/elf-deps.ts';
+import { buildFirstStage, buildSecondStage } from '../../../src/lab/guest/initramfs.ts';
 import { FormatError } from '../../../src/errors.ts';
 import { acquireGuestSlot } from '../../../src/lab/slots.ts';
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Guest, qemuCommand } from '../../../src/lab/qemu.ts';
+import { Guest, qemuCommand } from '../../../src/lab/guest/qemu.ts';
 
 test('QEMU command lines follow DESIGN.md (TCG, -no-reboot, consoles)', () => {
   const x = qemuCommand({ arch: 'x86_64', kernel: 'K', initrd: 'I', append: 'panic=-1' });

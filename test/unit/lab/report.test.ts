@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { QkexecError } from '../../../src/errors.ts';
-import { LOADER_LABELS, type LabResults, type LabRun, type Loader } from '../../../src/lab/results.ts';
-import { buildReport, reportMain, tableToMarkdown, writeReport } from '../../../src/lab/report.ts';
+import { LOADER_LABELS, type LabResults, type LabRun, type Loader } from '../../../src/lab/bench/results.ts';
+import { buildReport, reportMain, tableToMarkdown, writeReport } from '../../../src/lab/report/report.ts';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
 
@@ -162,13 +162,13 @@ test('report.ts runs as a script: RESULTS.json OUTDIR', () => {
   const input = join(dir, 'results.json');
   writeFileSync(input, JSON.stringify(fixture(CELLS)));
   const out = join(dir, 'out');
-  const ok = spawnSync(process.execPath, ['--import', 'tsx', 'src/lab/report.ts', input, out], { cwd: ROOT, encoding: 'utf8' });
+  const ok = spawnSync(process.execPath, ['--import', 'tsx', 'src/lab/report/report.ts', input, out], { cwd: ROOT, encoding: 'utf8' });
   assert.equal(ok.status, 0, ok.stderr);
   assert.ok(existsSync(join(out, 'report.html')) && existsSync(join(out, 'report.md')));
   assert.ok(ok.stdout.includes(join(out, 'report.html')));
 
   writeFileSync(input, JSON.stringify({ ...fixture(CELLS), version: 7 }));
-  const bad = spawnSync(process.execPath, ['--import', 'tsx', 'src/lab/report.ts', input, join(dir, 'out2')], { cwd: ROOT, encoding: 'utf8' });
+  const bad = spawnSync(process.execPath, ['--import', 'tsx', 'src/lab/report/report.ts', input, join(dir, 'out2')], { cwd: ROOT, encoding: 'utf8' });
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /version: expected 1, got 7/);
   assert.ok(!existsSync(join(dir, 'out2')));

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { FormatError } from '../../../src/errors.ts';
-import { ARCHES, LOADERS, readResults, validateResults, type LabResults } from '../../../src/lab/results.ts';
+import { ARCHES, LOADERS, readResults, validateResults, type LabResults } from '../../../src/lab/bench/results.ts';
 
 const numRuns = Number(process.env.QKEXEC_FUZZ_RUNS ?? 200);
 const dir = mkdtempSync(join(tmpdir(), 'qkexec-results-'));

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { analyse, type Scenario } from '../../../src/lab/scenario.ts';
+import { analyse, type Scenario } from '../../../src/lab/guest/scenario.ts';
 
 const s: Scenario = {
   name: 'faults',

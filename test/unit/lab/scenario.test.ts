@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { analyse, scenarioScript, secondAppend, type Scenario } from '../../../src/lab/scenario.ts';
+import { analyse, scenarioScript, secondAppend, type Scenario } from '../../../src/lab/guest/scenario.ts';
 import { formatTable, matrix } from '../../../src/lab/cli.ts';
-import { firstStageInit, secondStageInit } from '../../../src/lab/initramfs.ts';
+import { firstStageInit, secondStageInit } from '../../../src/lab/guest/initramfs.ts';
 
 const base: Scenario = { name: 't', arch: 'x86_64', loader: 'kexec-tools-i' };
 

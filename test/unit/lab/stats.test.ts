@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { FormatError } from '../../../src/errors.ts';
-import { readResults, validateResults, type LabResults, type LabRun } from '../../../src/lab/results.ts';
-import { describeValues, median, quantile, summarise, type SummaryRow } from '../../../src/lab/stats.ts';
+import { readResults, validateResults, type LabResults, type LabRun } from '../../../src/lab/bench/results.ts';
+import { describeValues, median, quantile, summarise, type SummaryRow } from '../../../src/lab/bench/stats.ts';
 
 const FUZZ_RUNS = Number(process.env.QKEXEC_FUZZ_RUNS ?? 200);
 

@@ -8,11 +8,11 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { qemuCommand } from '../../../src/lab/qemu.ts';
-import { ensureUefiFirmware, FIRMWARE_FILES, type UefiFirmware } from '../../../src/lab/firmware.ts';
-import { efiCheckScript, efiSecondCheck, parseEfiReport } from '../../../src/lab/efi-check.ts';
-import { moduleDepends } from '../../../src/lab/debian-kernel.ts';
-import { secondStageInit } from '../../../src/lab/initramfs.ts';
+import { qemuCommand } from '../../../src/lab/guest/qemu.ts';
+import { ensureUefiFirmware, FIRMWARE_FILES, type UefiFirmware } from '../../../src/lab/assets/firmware.ts';
+import { efiCheckScript, efiSecondCheck, parseEfiReport } from '../../../src/lab/guest/efi-check.ts';
+import { moduleDepends } from '../../../src/lab/assets/debian-kernel.ts';
+import { secondStageInit } from '../../../src/lab/guest/initramfs.ts';
 
 test('qemuCommand: OVMF as -bios on x86_64; AAVMF as two pflash devices on a GICv3 + ITS virt machine', () => {
   const ovmf: UefiFirmware = { kind: 'uefi', arch: 'x86_64', code: '/fw/OVMF.fd' };

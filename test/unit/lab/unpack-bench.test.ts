@@ -1,7 +1,7 @@
 /** The unpack benchmark's readings of a serial log and its table. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { initramfsMs, resultsMarkdown, type UnpackResults } from '../../../src/lab/unpack-bench.ts';
+import { initramfsMs, resultsMarkdown, type UnpackResults } from '../../../src/lab/bench/unpack-bench.ts';
 
 const log = (first: string) => [
   '[   3.1] [    1.500000] Unpacking initramfs...', // the first kernel's, before the exec: not counted

@@ -9,8 +9,8 @@
  * The script prints `QKLAB:<tag> key=value` lines and `QKLAB:<tag>-dmesg
  * <line>` lines; parseEfiReport reads them back.
  */
-import { shQuote } from './host.ts';
-import type { GuestFile } from './elf-deps.ts';
+import { shQuote } from '../host.ts';
+import type { GuestFile } from '../assets/elf-deps.ts';
 import type { SecondStageCheck } from './initramfs.ts';
 
 /** Where efivarfs.ko (and its dependencies) go in a guest image. */

@@ -15,7 +15,7 @@ import { createReadStream, existsSync } from 'node:fs';
 import { copyFile, mkdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Arch } from './assets.ts';
-import { cachePath } from './cache.ts';
+import { cachePath } from '../cache.ts';
 
 /** Debian's ovmf and qemu-efi-aarch64 packages (scripts/ensure-deps.sh installs them). */
 export const FIRMWARE_FILES = {

@@ -20,7 +20,7 @@
  * kernel's VMCOREINFO and memory, and they are right.
  */
 import { writeImage, skeleton, stageIdentity, MARKER_FILE, type ImageInfo } from './initramfs.ts';
-import type { GuestFile } from './elf-deps.ts';
+import type { GuestFile } from '../assets/elf-deps.ts';
 
 /** Bytes of /proc/vmcore sent back: the header, a few hundred program headers and the notes. */
 export const VMCORE_HEAD = 65536;

@@ -12,18 +12,18 @@
  * written under a temporary name and renamed last), so running it again is
  * cheap and an interrupted run leaves nothing half-made behind.
  *
- * Runnable: `tsx src/lab/assets.ts fetch [x86_64|arm64|all] [--patched]`.
+ * Runnable: `tsx src/lab/assets/assets.ts fetch [x86_64|arm64|all] [--patched]`.
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { cachePath } from './cache.ts';
-import { run } from './host.ts';
+import { cachePath } from '../cache.ts';
+import { run } from '../host.ts';
 import { withLibraries, resolveInSysroot, type GuestFile } from './elf-deps.ts';
-import { defaultReporter, type Reporter, type StepProgress } from './progress.ts';
-import { exclusive } from './slots.ts';
+import { defaultReporter, type Reporter, type StepProgress } from '../progress.ts';
+import { exclusive } from '../slots.ts';
 
 export type Arch = 'x86_64' | 'arm64';
 export const ARCHES: readonly Arch[] = ['x86_64', 'arm64'];
@@ -325,7 +325,7 @@ export interface PatchedKernelOptions extends FetchOptions {
  */
 export async function ensurePatchedKernel(arch: Arch, opts: PatchedKernelOptions = {}): Promise<string> {
   const rep = opts.reporter ?? defaultReporter();
-  const script = new URL('../../kernel/build', import.meta.url).pathname;
+  const script = new URL('../../../kernel/build', import.meta.url).pathname;
   if (!existsSync(script)) throw new Error(`${script} does not exist yet: cannot build the patched ${arch} kernel`);
   const base = opts.base ?? '6.12';
   const flavour = opts.flavour ?? 'lab';
@@ -347,7 +347,7 @@ export async function ensurePatchedKernel(arch: Arch, opts: PatchedKernelOptions
 export async function ensurePatchedKexecTools(arch: 'arm64', opts: FetchOptions = {}): Promise<string> {
   const rep = opts.reporter ?? defaultReporter();
   const assets = await ensureAssets(arch, { reporter: rep });
-  const script = new URL('../../kernel/kexec-tools/build', import.meta.url).pathname;
+  const script = new URL('../../../kernel/kexec-tools/build', import.meta.url).pathname;
   return rep.step(`${arch}: kexec-tools with the Quick kexec patch (kernel/kexec-tools/build)`, async (p) => {
     const r = await run('nice', [script, '--sysroot', assets.sysroot, arch], { onStderrLine: (l) => p.note(l.replace(/^kexec-tools\/build: /, '')) });
     const last = r.stdout.trim().split('\n').pop() ?? '';
@@ -365,7 +365,7 @@ function parseArchArg(a: string | undefined): Arch[] {
 async function main(argv: string[]): Promise<void> {
   const [cmd, ...rest] = argv;
   if (cmd !== 'fetch') {
-    process.stderr.write('usage: tsx src/lab/assets.ts fetch [x86_64|arm64|all] [--patched]\n');
+    process.stderr.write('usage: tsx src/lab/assets/assets.ts fetch [x86_64|arm64|all] [--patched]\n');
     process.exit(2);
   }
   const patched = rest.includes('--patched');

@@ -9,7 +9,7 @@
  */
 import { open, lstat, readlink } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { FormatError } from '../errors.ts';
+import { FormatError } from '../../errors.ts';
 
 const EHDR = { e_machine: 0x12, e_phoff: 0x20, e_phentsize: 0x36, e_phnum: 0x38, size: 0x40 } as const;
 const PHDR = { p_type: 0x00, p_offset: 0x08, p_vaddr: 0x10, p_filesz: 0x20, size: 0x38 } as const;

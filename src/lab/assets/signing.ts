@@ -10,12 +10,12 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { cachePath } from './cache.ts';
-import { run } from './host.ts';
+import { cachePath } from '../cache.ts';
+import { run } from '../host.ts';
 
 /** The directory holding lab-signing.key and lab-signing.crt. */
 export async function labSigningKey(): Promise<{ key: string; cert: string }> {
-  const script = new URL('../../kernel/build', import.meta.url).pathname;
+  const script = new URL('../../../kernel/build', import.meta.url).pathname;
   const dir = (await run(script, ['--signing-key'])).stdout.trim().split('\n').pop() ?? '';
   const key = join(dir, 'lab-signing.key');
   const cert = join(dir, 'lab-signing.crt');

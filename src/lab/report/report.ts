@@ -5,15 +5,15 @@
  * failures, the command and host that produced the numbers, and how they
  * were measured).
  *
- *   tsx src/lab/report.ts results.json OUTDIR
+ *   tsx src/lab/report/report.ts results.json OUTDIR
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { QkexecError } from '../errors.ts';
+import { QkexecError } from '../../errors.ts';
 import { latencyChart, phasesChart, fmtMs, fmtMsNumber } from './charts.ts';
-import { LOADER_LABELS, REFERENCE_LOADER, readResults, type LabArch, type LabResults } from './results.ts';
-import { archesOf, loadersOf, payloadsOf, summarise, type Metric, type Stat, type SummaryRow } from './stats.ts';
+import { LOADER_LABELS, REFERENCE_LOADER, readResults, type LabArch, type LabResults } from '../bench/results.ts';
+import { archesOf, loadersOf, payloadsOf, summarise, type Metric, type Stat, type SummaryRow } from '../bench/stats.ts';
 
 /** A cell: text, or a figure with a smaller second line (its spread). */
 export type Cell = string | { main: string; sub: string };
@@ -352,7 +352,7 @@ export async function writeReport(results: LabResults, outDir: string): Promise<
 /** `report.ts RESULTS.json OUTDIR`; returns the exit status. */
 export async function reportMain(argv: readonly string[]): Promise<number> {
   if (argv.length !== 2) {
-    process.stderr.write('usage: tsx src/lab/report.ts RESULTS.json OUTDIR\n');
+    process.stderr.write('usage: tsx src/lab/report/report.ts RESULTS.json OUTDIR\n');
     return 2;
   }
   const [input, outDir] = argv as [string, string];

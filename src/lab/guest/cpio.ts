@@ -14,7 +14,7 @@
  */
 import { open, stat, type FileHandle } from 'node:fs/promises';
 // The format's constants are the unpacker's, which reads what this writes.
-import { NEWC_FIELDS, NEWC_HEADER_SIZE, NEWC_MAGIC, TRAILER_NAME } from '../unpack/cpio.ts';
+import { NEWC_FIELDS, NEWC_HEADER_SIZE, NEWC_MAGIC, TRAILER_NAME } from '../../unpack/cpio.ts';
 
 export { NEWC_FIELDS, NEWC_HEADER_SIZE, NEWC_MAGIC, TRAILER_NAME };
 export type NewcField = (typeof NEWC_FIELDS)[number];

@@ -8,7 +8,7 @@
  * lines (see scenario.ts for where each landmark comes from).
  */
 import { readFileSync } from 'node:fs';
-import { FormatError } from '../errors.ts';
+import { FormatError } from '../../errors.ts';
 
 export const ARCHES = ['x86_64', 'arm64'] as const;
 export type LabArch = (typeof ARCHES)[number];

@@ -8,10 +8,10 @@ import { existsSync, rmSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { run } from './host.ts';
+import { run } from '../host.ts';
 import type { Arch } from './assets.ts';
 
-export const REPO_ROOT = new URL('../../', import.meta.url).pathname;
+export const REPO_ROOT = new URL('../../../', import.meta.url).pathname;
 
 const built = new Map<Arch, Promise<string>>();
 const temporary: string[] = [];

@@ -21,10 +21,10 @@ import { existsSync } from 'node:fs';
 import { lstat, mkdir, readdir, readFile, readlink, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ArchAssets } from './assets.ts';
-import { cachePath } from './cache.ts';
-import { CpioWriter } from './cpio.ts';
-import { run } from './host.ts';
-import { addTree } from './initramfs.ts';
+import { cachePath } from '../cache.ts';
+import { CpioWriter } from '../guest/cpio.ts';
+import { run } from '../host.ts';
+import { addTree } from '../guest/initramfs.ts';
 
 /** mkinitramfs (initramfs-tools 0.142): `zstd) compresslevel="-${compresslevel:-9}"`, `compress="zstd -q ${compresslevel}"`. */
 export const DISTRO_ZSTD = ['zstd', '-q', '-9'] as const;

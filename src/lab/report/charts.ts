@@ -13,8 +13,8 @@
  */
 import * as vl from 'vega-lite';
 import * as vega from 'vega';
-import { ARCHES, LOADER_LABELS, LOADERS, type Loader } from './results.ts';
-import { archesOf, loadersOf, payloadsOf, type SummaryRow } from './stats.ts';
+import { ARCHES, LOADER_LABELS, LOADERS, type Loader } from '../bench/results.ts';
+import { archesOf, loadersOf, payloadsOf, type SummaryRow } from '../bench/stats.ts';
 
 /** kexec-tools in cool colours and hollow symbols, qkexec in warm ones, filled. */
 const LOADER_STYLE: Record<Loader, { colour: string; shape: string }> = {

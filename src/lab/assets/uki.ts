@@ -16,9 +16,9 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Arch } from './assets.ts';
-import { cachePath } from './cache.ts';
-import { run } from './host.ts';
-import { exclusive } from './slots.ts';
+import { cachePath } from '../cache.ts';
+import { run } from '../host.ts';
+import { exclusive } from '../slots.ts';
 
 export const UKI_STUB: Record<Arch, string> = {
   x86_64: '/usr/lib/systemd/boot/efi/linuxx64.efi.stub',

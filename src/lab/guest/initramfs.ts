@@ -21,9 +21,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { join, posix } from 'node:path';
 import { CpioWriter } from './cpio.ts';
-import { cachePath } from './cache.ts';
-import { shQuote } from './host.ts';
-import type { GuestFile } from './elf-deps.ts';
+import { cachePath } from '../cache.ts';
+import { shQuote } from '../host.ts';
+import type { GuestFile } from '../assets/elf-deps.ts';
 
 export const MARKER_FILE = '/qklab-marker';
 export const PADDING_FILE = '/qklab-padding';

@@ -8,8 +8,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { Arch } from './assets.ts';
-import { firmwareArgs, type UefiFirmware } from './firmware.ts';
+import type { Arch } from '../assets/assets.ts';
+import { firmwareArgs, type UefiFirmware } from '../assets/firmware.ts';
 
 export interface GuestOptions {
   arch: Arch;

@@ -14,11 +14,11 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { cachePath } from './cache.ts';
-import { run } from './host.ts';
+import { cachePath } from '../cache.ts';
+import { run } from '../host.ts';
 import { download, newestPackage, type Arch } from './assets.ts';
-import { defaultReporter, type Reporter } from './progress.ts';
-import { exclusive } from './slots.ts';
+import { defaultReporter, type Reporter } from '../progress.ts';
+import { exclusive } from '../slots.ts';
 
 export type DebianSeries = '6.1' | '6.12';
 

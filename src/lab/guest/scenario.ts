@@ -44,16 +44,16 @@ import { pipeline } from 'node:stream/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureAssets, ensurePatchedKexecTools, type Arch, type ArchAssets } from './assets.ts';
-import { ensureBundle } from './bundle.ts';
-import { shQuote } from './host.ts';
+import { ensureAssets, ensurePatchedKexecTools, type Arch, type ArchAssets } from '../assets/assets.ts';
+import { ensureBundle } from '../assets/bundle.ts';
+import { shQuote } from '../host.ts';
 import { buildFirstStage, buildSecondStage, I2, K2, QKEXEC_DIR, TOKEN_PARAM, type ImageInfo, type SecondStageCheck } from './initramfs.ts';
-import type { GuestFile } from './elf-deps.ts';
-import { ensureUefiFirmware } from './firmware.ts';
+import type { GuestFile } from '../assets/elf-deps.ts';
+import { ensureUefiFirmware } from '../assets/firmware.ts';
 import { CONSOLE_APPEND, EARLY_CONSOLE, Guest, type GuestExit } from './qemu.ts';
-import { acquireGuestSlot } from './slots.ts';
-import { silentReporter, type Reporter } from './progress.ts';
-import { cachePath } from './cache.ts';
+import { acquireGuestSlot } from '../slots.ts';
+import { silentReporter, type Reporter } from '../progress.ts';
+import { cachePath } from '../cache.ts';
 
 export const LOADERS = [
   'kexec-tools', 'kexec-tools-i', 'kexec-tools-s', 'kexec-tools-quick-region',

@@ -20,15 +20,15 @@ import { cpus, tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import cliProgress from 'cli-progress';
-import { MiB, alignUp } from '../memory/range.ts';
-import { ensureAssets, ensurePatchedKernel, type Arch, type ArchAssets } from './assets.ts';
-import { REPO_ROOT } from './bundle.ts';
-import { run } from './host.ts';
+import { MiB, alignUp } from '../../memory/range.ts';
+import { ensureAssets, ensurePatchedKernel, type Arch, type ArchAssets } from '../assets/assets.ts';
+import { REPO_ROOT } from '../assets/bundle.ts';
+import { run } from '../host.ts';
 import { readResults, LOADERS as RESULT_LOADERS, type LabResults, type LabRun, type Loader } from './results.ts';
-import { silentReporter, type Reporter } from './progress.ts';
-import { QKEXEC_DIR } from './initramfs.ts';
-import { QkexecError } from '../errors.ts';
-import { buildSecondInitrd, runScenario, type Scenario, type ScenarioResult } from './scenario.ts';
+import { silentReporter, type Reporter } from '../progress.ts';
+import { QKEXEC_DIR } from '../guest/initramfs.ts';
+import { QkexecError } from '../../errors.ts';
+import { buildSecondInitrd, runScenario, type Scenario, type ScenarioResult } from '../guest/scenario.ts';
 
 /** One guest run of the matrix. */
 export interface RunSpec {

@@ -16,25 +16,25 @@
  * natively on the host: what decompressing the same bytes costs per MiB
  * with zstd and gzip (the estimate of the saving on real hardware).
  *
- *   tsx src/lab/unpack-bench.ts [--arch x86_64|arm64] [--repeats N] [--configs a,b] [--second-kernel debian|lab] --out DIR
- *   tsx src/lab/unpack-bench.ts --report DIR   (re-read the kept serial logs, rewrite DIR/results.md)
+ *   tsx src/lab/bench/unpack-bench.ts [--arch x86_64|arm64] [--repeats N] [--configs a,b] [--second-kernel debian|lab] --out DIR
+ *   tsx src/lab/bench/unpack-bench.ts --report DIR   (re-read the kept serial logs, rewrite DIR/results.md)
  *
  * Writes DIR/results.json after every run and DIR/results.md at the end.
  */
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile, mkdtemp, rm } from 'node:fs/promises';
-import { cachePath } from './cache.ts';
+import { cachePath } from '../cache.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { ensureAssets, ensurePatchedKernel, type Arch } from './assets.ts';
-import { ensureBundle } from './bundle.ts';
-import { ensureDistroInitramfs, type DistroInitramfs } from './distro-initramfs.ts';
-import { run } from './host.ts';
+import { ensureAssets, ensurePatchedKernel, type Arch } from '../assets/assets.ts';
+import { ensureBundle } from '../assets/bundle.ts';
+import { ensureDistroInitramfs, type DistroInitramfs } from '../assets/distro-initramfs.ts';
+import { run } from '../host.ts';
 import { NODE_BEFORE_EXEC } from './bench.ts';
-import { buildSecondInitrd, runScenario, secondAppend, type Loader, type Scenario } from './scenario.ts';
+import { buildSecondInitrd, runScenario, secondAppend, type Loader, type Scenario } from '../guest/scenario.ts';
 import { median } from './stats.ts';
-import { lineReporter } from './progress.ts';
+import { lineReporter } from '../progress.ts';
 
 export const CONFIGS = ['quick', 'quick-unpack', 'kexec-tools-i', 'kexec-tools-s'] as const;
 export type Config = (typeof CONFIGS)[number];
@@ -305,14 +305,14 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   const out = arg('--out');
-  if (!out) throw new Error('usage: tsx src/lab/unpack-bench.ts [--arch x86_64|arm64] [--repeats N] [--configs a,b] [--second-kernel debian|lab] --out DIR');
+  if (!out) throw new Error('usage: tsx src/lab/bench/unpack-bench.ts [--arch x86_64|arm64] [--repeats N] [--configs a,b] [--second-kernel debian|lab] --out DIR');
   const arch = (arg('--arch') ?? 'x86_64') as Arch;
   if (arch !== 'x86_64' && arch !== 'arm64') throw new Error(`unknown arch ${arch}`);
   const configs = arg('--configs')?.split(',') as Config[] | undefined;
   for (const c of configs ?? []) if (!CONFIGS.includes(c)) throw new Error(`unknown configuration ${c} (${CONFIGS.join(', ')})`);
   const secondKernel = arg('--second-kernel') ?? 'debian';
   if (secondKernel !== 'debian' && secondKernel !== 'lab') throw new Error(`--second-kernel is debian or lab, not ${secondKernel}`);
-  const r = await benchUnpack({ arch, repeats: Number(arg('--repeats') ?? 3), out, configs, secondLab: secondKernel === 'lab', command: `tsx src/lab/unpack-bench.ts ${argv.join(' ')}` });
+  const r = await benchUnpack({ arch, repeats: Number(arg('--repeats') ?? 3), out, configs, secondLab: secondKernel === 'lab', command: `tsx src/lab/bench/unpack-bench.ts ${argv.join(' ')}` });
   process.stdout.write(resultsMarkdown(r));
 }
 
