@@ -27,7 +27,7 @@ import { initrdParts, joinInitrd } from '../load/initrd.ts';
 import { archInputs, load, runningCmdline, x86Platform, type LoadReport } from '../load/load.ts';
 import { execLoaded, formatStatus, status, unload, type StatusReport } from '../load/ops.ts';
 import { syscallOrder, type SyscallChoice } from '../load/preconditions.ts';
-import { prepareCodecs } from '../unpack/codec/index.ts';
+import { prepareCodecs } from '../codec/index.ts';
 import { formatUnpack, settleUnpack, unpackPayload, type UnpackOption } from '../load/unpack.ts';
 import { formatBootParams, type BootParamsInfo } from '../arch/x86_64/describe.ts';
 import type { KexecPlan } from '../plan/types.ts';
@@ -139,8 +139,8 @@ function inputOptions(c: Command): Command {
     .option('--verbose', 'print details');
 }
 
-function payloadOf(kernelFile: string, o: InputOpts, sys: SysReader) {
-  const kernel = probeFile(kernelFile);
+async function payloadOf(kernelFile: string, o: InputOpts, sys: SysReader) {
+  const kernel = await probeFile(kernelFile);
   const snap = readSnapshot(sys);
   const cmdline = composeCmdline(o, () => runningCmdline(snap), kernel.uki?.cmdline);
   return { kernel, snap, cmdline };
@@ -363,7 +363,7 @@ function program(setExit: (code: number) => void): Command {
       .option('--reserve', 'print the smallest quickkexec= reservation for this kernel and initramfs'),
   ).action(async (positional: string | undefined, o: InputOpts & { svg?: string; reserve?: boolean }) => {
     const sys = sysFrom(o);
-    const { kernel, snap, cmdline } = payloadOf(kernelPath(positional, o), o, sys);
+    const { kernel, snap, cmdline } = await payloadOf(kernelPath(positional, o), o, sys);
     const initrd = joinInitrd(initrdParts(o.initrd, kernel.uki, true));
     const packed: Payload = { kernel, kernelFile: kernelPath(positional, o), initrd, cmdline };
     const crash = o.crash ? readCrashInputs(sys, snap, kernel.arch, false) : undefined;

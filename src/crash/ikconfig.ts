@@ -9,7 +9,7 @@
  * kernels) say nothing, and nothing is assumed.
  */
 import { QkexecError } from '../errors.ts';
-import { gunzip, GZIP_MAGIC, isGzip } from '../image/gzip.ts';
+import { gunzip, GZIP_MAGIC, isGzip } from '../codec/gzip.ts';
 import type { KernelImage } from '../image/types.ts';
 
 const START = [...new TextEncoder().encode('IKCFG_ST'), ...GZIP_MAGIC];

@@ -15,6 +15,7 @@ import { arm64_image_header, isArm64Image, parseArm64Image } from './arm64.ts';
 import { arm64ImageFromElf } from './arm64-elf.ts';
 import { isBzImage, parseBzImage } from './bzimage.ts';
 import { isElf, parseElf } from './elf.ts';
+import { CodecNotReady, prepareCodecs } from '../codec/index.ts';
 import { SUPPORTED_CODECS, codecOf, codecOfZbootType, inflate } from './compression.ts';
 import { isUki, parseUki } from './uki.ts';
 import { isZboot, zboot_header, zbootPayload } from './zboot.ts';
@@ -102,7 +103,11 @@ export function probe(input: Uint8Array, file: string, opts: ProbeOptions = {}):
   return { ...img, unwrapped: ['UKI .linux', ...(img.unwrapped ?? [])], uki };
 }
 
-export function probeFile(path: string, opts: ProbeOptions = {}): KernelImage {
+/**
+ * probe() of a file. Async for zstd alone: its decoder is WebAssembly,
+ * compiled on first need rather than on every run.
+ */
+export async function probeFile(path: string, opts: ProbeOptions = {}): Promise<KernelImage> {
   let bytes: Uint8Array;
   try {
     const st = statSync(path);
@@ -119,7 +124,13 @@ export function probeFile(path: string, opts: ProbeOptions = {}): KernelImage {
       cause: e,
     });
   }
-  return probe(bytes, path, opts);
+  try {
+    return probe(bytes, path, opts);
+  } catch (e) {
+    if (!(e instanceof CodecNotReady)) throw e;
+    await prepareCodecs();
+    return probe(bytes, path, opts);
+  }
 }
 
 function mib(n: bigint | number): string {

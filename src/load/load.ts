@@ -27,7 +27,7 @@ import { ERRNO, kexecError } from '../sys/errno.ts';
 import { KERNEL, KEXEC_FILE_ON_CRASH, KEXEC_ON_CRASH, type KexecCalls } from '../sys/syscalls.ts';
 import { PATHS } from '../sys/state.ts';
 import { CC_BLOB_ADDRESS, type X86Platform } from '../arch/x86_64/direct-entry.ts';
-import { prepareCodecs } from '../unpack/codec/index.ts';
+import { prepareCodecs } from '../codec/index.ts';
 import { settleUnpack, unpackPayload, type UnpackOption, type UnpackSummary } from './unpack.ts';
 import { acquireLock, DEFAULT_LOCK_FILE } from '../sys/lock.ts';
 import type { SysReader } from '../sys/state.ts';
@@ -225,7 +225,7 @@ async function loadOnce(o: LoadOptions): Promise<LoadReport> {
   };
   const calls = o.calls ?? KERNEL;
   const crash = o.crash === true;
-  const kernel = probeFile(o.kernel);
+  const kernel = await probeFile(o.kernel);
   const snap = readSnapshot(o.sys);
   const loadedState = snap.kexecLoaded ? readState(o.stateFile ?? DEFAULT_STATE_FILE, o.sys.bootId()) : undefined;
   const memory = withLoadedQuickImage(snap.memory, loadedQuickSegments(loadedState));

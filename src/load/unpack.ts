@@ -22,7 +22,7 @@ import type { KexecPlan } from '../plan/types.ts';
 import { directEntryRefusal, type X86Platform } from '../arch/x86_64/direct-entry.ts';
 import { unpackBzImage } from '../unpack/bzimage.ts';
 import { unpackInitramfs, type InitramfsPart } from '../unpack/initramfs.ts';
-import type { Codec } from '../unpack/codec/index.ts';
+import type { Codec } from '../codec/index.ts';
 
 export type UnpackOption = 'auto' | 'on' | 'off';
 

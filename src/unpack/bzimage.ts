@@ -23,7 +23,7 @@ import { elf64_hdr, parseElf } from '../image/elf.ts';
 import type { BzImage, ElfKernel } from '../image/types.ts';
 import { MiB, alignUp } from '../memory/range.ts';
 import { parseRelocs, type X86Relocs } from '../arch/x86_64/relocs.ts';
-import { decode, detectCodec, headHex, type Codec } from './codec/index.ts';
+import { decode, detectCodec, headHex, type Codec } from '../codec/index.ts';
 
 /** MIN_KERNEL_ALIGN on x86_64, and parse_elf()'s PT_LOAD alignment. */
 const PMD_SIZE = 2n * MiB;

@@ -15,7 +15,7 @@
  * for it in the first archive).
  */
 import { FormatError } from '../errors.ts';
-import { decode, detectCodec, headHex, type Codec } from './codec/index.ts';
+import { decode, detectCodec, headHex, type Codec } from '../codec/index.ts';
 import { walkArchives } from './cpio.ts';
 
 export interface InitramfsPart {

@@ -220,8 +220,8 @@ export function put64(b: Uint8Array, off: number, val: bigint): Uint8Array {
  * Asserts fn throws a FormatError for `file` at `offset` whose message
  * names both (as the CLI prints it) and matches `what`.
  */
-export function throwsFormat(fn: () => unknown, file: string, offset: number, what: RegExp): void {
-  assert.throws(fn, (e: unknown) => {
+function isFormatError(file: string, offset: number, what: RegExp): (e: unknown) => true {
+  return (e: unknown) => {
     assert.ok(e instanceof FormatError, `expected FormatError, got ${String(e)}`);
     assert.equal(e.file, file);
     assert.equal(e.offset, offset, `offset in: ${e.message}`);
@@ -229,7 +229,15 @@ export function throwsFormat(fn: () => unknown, file: string, offset: number, wh
     assert.ok(e.message.endsWith(` at offset 0x${offset.toString(16)}`), e.message);
     assert.match(e.message, what);
     return true;
-  });
+  };
+}
+
+export function throwsFormat(fn: () => unknown, file: string, offset: number, what: RegExp): void {
+  assert.throws(fn, isFormatError(file, offset, what));
+}
+
+export function rejectsFormat(p: Promise<unknown>, file: string, offset: number, what: RegExp): Promise<void> {
+  return assert.rejects(p, isFormatError(file, offset, what));
 }
 
 export interface PeSectionSpec {

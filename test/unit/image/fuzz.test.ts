@@ -4,10 +4,11 @@
  * DataView, no TypeError, no zlib error leaking through).
  * QKEXEC_FUZZ_RUNS=100000 for a long run.
  */
-import { test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { FormatError } from '../../../src/errors.ts';
+import { prepareCodecs } from '../../../src/codec/index.ts';
 import { describe, probe } from '../../../src/image/probe.ts';
 import type { KernelImage } from '../../../src/image/types.ts';
 import { setup_header } from '../../../src/image/bzimage.ts';
@@ -160,6 +161,9 @@ const UKI_FIELDS: Field[] = [
   [0x3c, 4], [0x84, 2], [0x86, 2], [0x94, 2],
   ...[0, 1, 2, 3, 4].flatMap((i): Field[] => [0, 8, 16, 20].map((o): Field => [0x188 + i * 40 + o, o === 0 ? 8 : 4])),
 ];
+// zstd-compressed inputs below are decoded by src/codec's WebAssembly libzstd.
+before(() => prepareCodecs());
+
 const zstdOf = (d: Uint8Array) => new Uint8Array(execFileSync('zstd', ['-q', '-3', '-c'], { input: d }));
 const armZst = zstdOf(arm);
 const ZSTD_FIELDS: Field[] = [[4, 1], [5, 1], [6, 1], [7, 2], [8, 4], [armZst.length - 4, 4]];

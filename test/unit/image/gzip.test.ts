@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import zlib from 'node:zlib';
-import { crc32Portable, gunzip } from '../../../src/image/gzip.ts';
+import { crc32Portable, gunzip } from '../../../src/codec/gzip.ts';
 import { parseArm64Image } from '../../../src/image/arm64.ts';
 import { probe } from '../../../src/image/probe.ts';
 import { arm64Image, bzImage, elf64, gzip, put32, throwsFormat, zboot } from './fixtures.ts';

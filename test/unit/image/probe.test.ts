@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { FormatError, QkexecError } from '../../../src/errors.ts';
 import { describe, probe, probeFile } from '../../../src/image/probe.ts';
 import type { KernelImage } from '../../../src/image/types.ts';
-import { arm64Image, bzImage, elf64, gzip, throwsFormat } from './fixtures.ts';
+import { arm64Image, bzImage, elf64, gzip, rejectsFormat, throwsFormat } from './fixtures.ts';
 
 const F = '/boot/kernel';
 
@@ -36,26 +36,26 @@ test('probe: a subarray view is parsed at its own offsets', () => {
   assert.equal(img.kind, 'arm64-image');
 });
 
-test('probeFile reads the file; a missing or unreadable one is a QkexecError naming it', (t) => {
+test('probeFile reads the file; a missing or unreadable one is a QkexecError naming it', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'qkexec-probe-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, 'Image');
   const raw = arm64Image();
   writeFileSync(path, raw);
-  const img = probeFile(path);
+  const img = await probeFile(path);
   assert.equal(img.kind, 'arm64-image');
   assert.deepEqual(img.bytes, raw);
   assert.equal(Object.getPrototypeOf(img.bytes), Uint8Array.prototype, 'a plain Uint8Array, not a Buffer');
 
   const missing = join(dir, 'nope');
-  assert.throws(() => probeFile(missing), (e: unknown) => {
+  await assert.rejects(probeFile(missing), (e: unknown) => {
     assert.ok(e instanceof QkexecError && !(e instanceof FormatError));
     assert.equal(e.code, 'ENOENT');
     assert.ok(e.message.startsWith(`${missing}: cannot read kernel image`), e.message);
     assert.ok(e.remedy);
     return true;
   });
-  assert.throws(() => probeFile(dir), (e: unknown) => {
+  await assert.rejects(probeFile(dir), (e: unknown) => {
     assert.ok(e instanceof QkexecError);
     assert.equal(e.code, 'ENOTREG');
     assert.ok(e.message.startsWith(`${dir}: cannot read kernel image: not a regular file`), e.message);
@@ -63,11 +63,11 @@ test('probeFile reads the file; a missing or unreadable one is a QkexecError nam
   });
   if (process.getuid?.() !== 0) {
     chmodSync(path, 0);
-    assert.throws(() => probeFile(path), { code: 'EACCES' });
+    await assert.rejects(probeFile(path), { code: 'EACCES' });
   }
   const bad = join(dir, 'bad');
   writeFileSync(bad, 'not a kernel');
-  throwsFormat(() => probeFile(bad), bad, 0, /not a Linux kernel image/);
+  await rejectsFormat(probeFile(bad), bad, 0, /not a Linux kernel image/);
 });
 
 test('describe: one line per format with sizes and alignment', () => {

@@ -19,10 +19,10 @@ const kernel = (arch: string) => join(cache, 'debian', arch, 'vmlinuz');
 // The compressors boot.rst lists for payload_offset.
 const PAYLOAD_MAGICS = ['1f8b', '1f9e', '425a', '5d00', 'fd37', '0221', '28b5'];
 
-test('real Debian x86_64 vmlinuz is a 64-bit relocatable bzImage', (t) => {
+test('real Debian x86_64 vmlinuz is a 64-bit relocatable bzImage', async (t) => {
   const path = kernel('x86_64');
   if (!existsSync(path)) return t.skip(`${path} not cached; run the lab asset fetch`);
-  const img = probeFile(path);
+  const img = await probeFile(path);
   t.diagnostic(describe(img));
   assert.equal(img.kind, 'bzimage');
   if (img.kind !== 'bzimage') return;
@@ -42,10 +42,10 @@ test('real Debian x86_64 vmlinuz is a 64-bit relocatable bzImage', (t) => {
   assert.match(version, /^\d+\.\d+/);
 });
 
-test('real Debian arm64 vmlinuz is a little-endian arm64 Image, also as Image.gz', (t) => {
+test('real Debian arm64 vmlinuz is a little-endian arm64 Image, also as Image.gz', async (t) => {
   const path = kernel('arm64');
   if (!existsSync(path)) return t.skip(`${path} not cached; run the lab asset fetch`);
-  const img = probeFile(path);
+  const img = await probeFile(path);
   t.diagnostic(describe(img));
   assert.equal(img.kind, 'arm64-image');
   if (img.kind !== 'arm64-image') return;
@@ -71,10 +71,10 @@ function labBuilds(arch: 'x86_64' | 'arm64'): { image: string; vmlinux: string }
     .filter((b) => existsSync(b.image) && existsSync(b.vmlinux) && existsSync(join(b.image, '../../../../..', `${arch}.done`)));
 }
 
-test('lab x86_64 vmlinux: PT_LOADs at 16 MiB, entered at phys_startup_64, as readelf says', (t) => {
+test('lab x86_64 vmlinux: PT_LOADs at 16 MiB, entered at phys_startup_64, as readelf says', async (t) => {
   const b = labBuilds('x86_64')[0];
   if (!b) return t.skip('no finished x86_64 lab kernel build (kernel/build x86_64)');
-  const img = probeFile(b.vmlinux);
+  const img = await probeFile(b.vmlinux);
   t.diagnostic(describe(img));
   assert.equal(img.kind, 'elf');
   if (img.kind !== 'elf') return;
@@ -85,11 +85,11 @@ test('lab x86_64 vmlinux: PT_LOADs at 16 MiB, entered at phys_startup_64, as rea
   assert.deepEqual(segments.map((s) => [s.paddr, BigInt(s.buf.length), s.memsz]), loads.map((m) => [BigInt(m[1]!), BigInt(m[2]!), BigInt(m[3]!)]));
 });
 
-test('lab arm64 vmlinux laid out by p_vaddr is arch/arm64/boot/Image, byte for byte', (t) => {
+test('lab arm64 vmlinux laid out by p_vaddr is arch/arm64/boot/Image, byte for byte', async (t) => {
   const b = labBuilds('arm64')[0];
   if (!b) return t.skip('no finished arm64 lab kernel build (kernel/build arm64)');
-  const fromElf = probeFile(b.vmlinux);
-  const image = probeFile(b.image);
+  const fromElf = await probeFile(b.vmlinux);
+  const image = await probeFile(b.image);
   t.diagnostic(describe(fromElf));
   assert.ok(fromElf.kind === 'arm64-image' && image.kind === 'arm64-image');
   assert.equal(Buffer.compare(fromElf.bytes, image.bytes), 0, 'the same bytes as objcopy -O binary');

@@ -13,7 +13,7 @@ import { KASLR_FLAG, XLF_5LEVEL, XLF_KERNEL_64, XLF_CAN_BE_LOADED_ABOVE_4G } fro
 import { load } from '../../../src/load/load.ts';
 import { settleUnpack, type UnpackResult } from '../../../src/load/unpack.ts';
 import type { KexecPlan } from '../../../src/plan/types.ts';
-import { prepareCodecs } from '../../../src/unpack/codec/index.ts';
+import { prepareCodecs } from '../../../src/codec/index.ts';
 import type { KexecCalls, LoadSegment } from '../../../src/sys/syscalls.ts';
 import { cleanup, loadOptions, tmp, writeTree, type MachineOpts } from './fixtures.ts';
 import { COMPRESSORS, compress, concat, cpioNames, newc, RELOCS, vmlinux, withPayload } from '../unpack/samples.ts';

@@ -14,7 +14,7 @@ import { FormatError } from '../../../src/errors.ts';
 import { probe } from '../../../src/image/probe.ts';
 import type { BzImage } from '../../../src/image/types.ts';
 import { applyRelocs } from '../../../src/arch/x86_64/relocs.ts';
-import { prepareCodecs } from '../../../src/unpack/codec/index.ts';
+import { prepareCodecs } from '../../../src/codec/index.ts';
 import { unpackBzImage } from '../../../src/unpack/bzimage.ts';
 import { COMPRESSORS, concat, KMAP, PREF, RELOCS, table, VA, vmlinux, withPayload } from './samples.ts';
 

@@ -7,8 +7,8 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FormatError } from '../../../src/errors.ts';
-import { CODECS, decode, detectCodec, prepareCodecs, type Codec } from '../../../src/unpack/codec/index.ts';
-import { bcjX86Decode, crc64 } from '../../../src/unpack/codec/xz.ts';
+import { CODECS, decode, detectCodec, prepareCodecs, type Codec } from '../../../src/codec/index.ts';
+import { bcjX86Decode, crc64 } from '../../../src/codec/xz.ts';
 import { COMPRESSORS, compress, concat, realData } from './samples.ts';
 
 const DATA = realData(3 << 20);

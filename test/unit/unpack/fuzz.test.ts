@@ -10,7 +10,7 @@ import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { FormatError } from '../../../src/errors.ts';
-import { CODECS, decode, prepareCodecs, type Codec } from '../../../src/unpack/codec/index.ts';
+import { CODECS, decode, prepareCodecs, type Codec } from '../../../src/codec/index.ts';
 import { unpackInitramfs } from '../../../src/unpack/initramfs.ts';
 import { unpackBzImage } from '../../../src/unpack/bzimage.ts';
 import { probe } from '../../../src/image/probe.ts';

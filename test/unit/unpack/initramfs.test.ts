@@ -6,7 +6,7 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FormatError } from '../../../src/errors.ts';
-import { prepareCodecs } from '../../../src/unpack/codec/index.ts';
+import { prepareCodecs } from '../../../src/codec/index.ts';
 import { walkArchives } from '../../../src/unpack/cpio.ts';
 import { unpackInitramfs } from '../../../src/unpack/initramfs.ts';
 import { COMPRESSORS, compress, concat, cpioNames, newc, realData } from './samples.ts';

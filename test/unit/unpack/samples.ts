@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
-import type { Codec } from '../../../src/unpack/codec/index.ts';
+import type { Codec } from '../../../src/codec/index.ts';
 import { probe } from '../../../src/image/probe.ts';
 import type { BzImage } from '../../../src/image/types.ts';
 import { bzImage, elf64 } from '../image/fixtures.ts';

@@ -7,7 +7,7 @@
  * are LZMA2 alone or x86 BCJ before it (scripts/xz_wrap.sh writes
  * `--x86 --lzma2`); others are refused by name.
  */
-import { crc32Portable } from '../../image/gzip.ts';
+import { crc32Portable } from './gzip.ts';
 import { LzmaDecoder, LzmaError, parseLzmaProps } from './lzma-core.ts';
 import { corrupt, tooBig, type Decoded, type DecodeOptions } from './types.ts';
 import zlib from 'node:zlib';

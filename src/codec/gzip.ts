@@ -1,5 +1,6 @@
 /**
- * gzip (RFC 1952) inflation for Image.gz and gzip-compressed vmlinuz.
+ * gzip (RFC 1952) through Node's zlib: Image.gz and gzip-compressed
+ * vmlinuz, gzip'd initramfs archives and bzImage payloads.
  *
  * Members are inflated one by one so that the end of the gzip data is
  * known: concatenated members are joined (as gzip -d does), and bytes
@@ -9,7 +10,8 @@
  * Output is bounded (maxOutputLength), so a gzip bomb fails cleanly.
  */
 import zlib from 'node:zlib';
-import { LeReader, MAX_IMAGE_BYTES } from './reader.ts';
+import { LeReader, MAX_IMAGE_BYTES } from '../image/reader.ts';
+import { tooBig, type Decoded, type DecodeOptions } from './types.ts';
 
 export const GZIP_MAGIC = [0x1f, 0x8b] as const;
 
@@ -118,4 +120,9 @@ export function gunzipMembers(bytes: Uint8Array, file: string, maxOutputLength =
   } while (r.has(pos, GZIP_MAGIC));
   const out = parts.length === 1 ? parts[0]! : Buffer.concat(parts, total);
   return { out: new Uint8Array(out.buffer, out.byteOffset, out.byteLength), consumed: pos };
+}
+
+/** decode('gzip'): the members, bounded as every codec is, with the shared too-big error. */
+export function decodeGzip(bytes: Uint8Array, o: DecodeOptions): Decoded {
+  return gunzipMembers(bytes, o.file, o.maxOutput, o.context ?? '', { tooBig: () => tooBig('gzip', o) });
 }

@@ -4,7 +4,7 @@
  * output, and where the compressed stream ended, which the initramfs
  * unpacker needs because more archives may follow it (init/initramfs.c).
  */
-import { FormatError } from '../../errors.ts';
+import { FormatError } from '../errors.ts';
 
 export type Codec = 'gzip' | 'bzip2' | 'lzma' | 'xz' | 'lzo' | 'lz4' | 'zstd';
 export const CODECS: readonly Codec[] = ['gzip', 'bzip2', 'lzma', 'xz', 'lzo', 'lz4', 'zstd'];

@@ -1,6 +1,7 @@
 /**
- * decode(codec, bytes): the one entry point to the decompressors, one
- * module per format. Every decoder validates as it reads, bounds its
+ * decode(codec, bytes): the one entry point to the decompressors Linux
+ * boots from, one module per format, shared by the kernel image probe
+ * (src/image) and unpacking at load (src/unpack). Every decoder validates as it reads, bounds its
  * output by DecodeOptions.maxOutput and reports how much input its
  * stream took.
  */
@@ -11,6 +12,7 @@ import { decodeLzma } from './lzma.ts';
 import { decodeLzo } from './lzo.ts';
 import { decodeXz } from './xz.ts';
 import { decodeZstd, prepareZstd } from './zstd.ts';
+export { CodecNotReady } from './zstd.ts';
 import type { Codec, Decoded, DecodeOptions } from './types.ts';
 
 export { detectCodec, headHex } from './detect.ts';
