@@ -15,7 +15,7 @@ import { createReadStream, existsSync } from 'node:fs';
 import { copyFile, mkdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Arch } from './assets.ts';
-import { cachePath } from '../cache.ts';
+import { cachePath, tmpBeside } from '../cache.ts';
 
 /** Debian's ovmf and qemu-efi-aarch64 packages (scripts/ensure-deps.sh installs them). */
 export const FIRMWARE_FILES = {
@@ -73,7 +73,7 @@ export async function ensureUefiFirmware(arch: Arch, opts: { deviceTree?: boolea
   const vars = join(dir, `AAVMF_VARS-${key}.fd`);
   if (!existsSync(vars)) {
     await mkdir(dir, { recursive: true });
-    const tmp = `${vars}.${process.pid}.tmp`;
+    const tmp = tmpBeside(vars);
     await copyFile(f.varsTemplate, tmp);
     await rename(tmp, vars);
   }

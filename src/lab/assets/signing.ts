@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { cachePath } from '../cache.ts';
+import { cachePath, tmpBeside } from '../cache.ts';
 import { run } from '../host.ts';
 
 /** The directory holding lab-signing.key and lab-signing.crt. */
@@ -31,7 +31,7 @@ export async function signedWithLabKey(kernel: string): Promise<string> {
   const out = join(dir, `${h}.efi`);
   if (existsSync(out)) return out;
   await mkdir(dir, { recursive: true });
-  const tmp = `${out}.${process.pid}.tmp`;
+  const tmp = tmpBeside(out);
   try {
     await run('sbsign', ['--key', key, '--cert', cert, '--output', tmp, kernel]);
     await rename(tmp, out);

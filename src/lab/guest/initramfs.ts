@@ -21,7 +21,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { join, posix } from 'node:path';
 import { CpioWriter } from './cpio.ts';
-import { cachePath } from '../cache.ts';
+import { cachePath, tmpBeside } from '../cache.ts';
 import { shQuote } from '../host.ts';
 import type { GuestFile } from '../assets/elf-deps.ts';
 
@@ -160,7 +160,7 @@ export async function paddingFile(mb: number): Promise<string> {
   const path = join(dir, `${mb}M.bin`);
   if (existsSync(path)) return path;
   await mkdir(dir, { recursive: true });
-  const tmp = `${path}.${process.pid}.tmp`;
+  const tmp = tmpBeside(path);
   const fh = await open(tmp, 'w');
   try {
     for (let i = 0; i < mb; i++) await fh.write(randomBytes(1 << 20));

@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { readElfDeps, resolveInSysroot, withLibraries } from '../../../src/lab/assets/elf-deps.ts';
-import { buildFirstStage, buildSecondStage } from '../../../src/lab/guest/initramfs.ts';
+import { buildFirstStage, buildSecondStage, paddingFile } from '../../../src/lab/guest/initramfs.ts';
 import { FormatError } from '../../../src/errors.ts';
 import { acquireGuestSlot } from '../../../src/lab/slots.ts';
 
@@ -151,5 +151,22 @@ test('guest slots: at most QKLAB_MAX_GUESTS at once, released slots are reused',
     if (saved.tmp === undefined) delete process.env.TMPDIR;
     else process.env.TMPDIR = saved.tmp;
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('paddingFile: callers side by side on a fresh cache each get the whole file, and no temporary file stays', async () => {
+  const cache = mkdtempSync(join(tmpdir(), 'qkexec-pad-'));
+  const before = process.env.QKEXEC_CACHE;
+  process.env.QKEXEC_CACHE = cache;
+  try {
+    const side = await Promise.allSettled(Array.from({ length: 4 }, () => paddingFile(2)));
+    assert.deepEqual(side.map((r) => r.status), Array(4).fill('fulfilled'), String(side.find((r) => r.status === 'rejected')?.reason));
+    const path = (side[0] as PromiseFulfilledResult<string>).value;
+    assert.equal(statSync(path).size, 2 * 1024 * 1024);
+    assert.deepEqual(readdirSync(join(cache, 'padding')), ['2M.bin']);
+  } finally {
+    if (before === undefined) delete process.env.QKEXEC_CACHE;
+    else process.env.QKEXEC_CACHE = before;
+    rmSync(cache, { recursive: true, force: true });
   }
 });

@@ -5,9 +5,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { qemuCommand } from '../../../src/lab/guest/qemu.ts';
 import { ensureUefiFirmware, FIRMWARE_FILES, type UefiFirmware } from '../../../src/lab/assets/firmware.ts';
 import { efiCheckScript, efiSecondCheck, parseEfiReport } from '../../../src/lab/guest/efi-check.ts';
@@ -46,6 +46,13 @@ test('ensureUefiFirmware caches the AAVMF variable store by its hash, once', { s
     assert.match(fw.vars!, new RegExp(`^${cache}/firmware/arm64/AAVMF_VARS-[0-9a-f]{16}\\.fd$`));
     assert.ok(readFileSync(fw.vars!).equals(readFileSync(FIRMWARE_FILES.arm64.varsTemplate)));
     assert.deepEqual(await ensureUefiFirmware('arm64'), fw, 'the same store the second time');
+
+    // Guests started side by side on a fresh cache make the store at once: each must get it whole.
+    rmSync(join(cache, 'firmware'), { recursive: true, force: true });
+    const side = await Promise.allSettled(Array.from({ length: 6 }, () => ensureUefiFirmware('arm64')));
+    assert.deepEqual(side.map((r) => r.status), Array(6).fill('fulfilled'), String(side.find((r) => r.status === 'rejected')?.reason));
+    assert.ok(readFileSync(fw.vars!).equals(readFileSync(FIRMWARE_FILES.arm64.varsTemplate)), 'the store is whole');
+    assert.deepEqual(readdirSync(join(cache, 'firmware', 'arm64')), [basename(fw.vars!)], 'no temporary file left behind');
     assert.deepEqual(await ensureUefiFirmware('x86_64'), { kind: 'uefi', arch: 'x86_64', code: FIRMWARE_FILES.x86_64.code });
   } finally {
     if (before === undefined) delete process.env.QKEXEC_CACHE;
