@@ -24,7 +24,7 @@
  */
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -79,8 +79,14 @@ function removeEmptyDirs(dir: string): boolean {
   return empty;
 }
 
-/** The per-platform native package: from node_modules when installed, else npm pack into the cache. */
-function nativePackage(arch: Arch, version: string): string {
+/**
+ * The per-platform native package: from node_modules when installed, else
+ * npm pack into the cache. Test processes bundle side by side on a fresh
+ * cache: each packs and unpacks in a directory of its own and renames the
+ * whole package into place, so the cached copy is complete whenever it
+ * exists (the first rename wins, the others find it there).
+ */
+export function nativePackage(arch: Arch, version: string): string {
   const name = `@koromix/koffi-linux-${NODE_CPU[arch]}`;
   const installed = join(NODE_MODULES, name);
   if (existsSync(installed) && json(join(installed, 'package.json')).version === version) return installed;
@@ -89,13 +95,24 @@ function nativePackage(arch: Arch, version: string): string {
   const unpacked = join(cache, `koffi-linux-${NODE_CPU[arch]}-${version}`);
   if (existsSync(join(unpacked, 'package.json'))) return unpacked;
   mkdirSync(cache, { recursive: true });
-  const tgz = join(cache, `koromix-koffi-linux-${NODE_CPU[arch]}-${version}.tgz`);
-  if (!existsSync(tgz)) {
-    execFileSync('npm', ['pack', `${name}@${version}`, '--pack-destination', cache, '--silent'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const work = mkdtempSync(join(cache, `.koffi-linux-${NODE_CPU[arch]}-`));
+  try {
+    execFileSync('npm', ['pack', `${name}@${version}`, '--pack-destination', work, '--silent'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const tgz = readdirSync(work).find((f) => f.endsWith('.tgz'));
+    if (tgz === undefined) throw new Error(`npm pack ${name}@${version} wrote no .tgz`);
+    const pkg = join(work, 'package');
+    mkdirSync(pkg);
+    execFileSync('tar', ['-xzf', join(work, tgz), '-C', pkg, '--strip-components=1']);
+    // An incomplete copy left by an older qkexec, which unpacked in place.
+    if (existsSync(unpacked) && !existsSync(join(unpacked, 'package.json'))) rmSync(unpacked, { recursive: true, force: true });
+    try {
+      renameSync(pkg, unpacked);
+    } catch (e) {
+      if (!existsSync(join(unpacked, 'package.json'))) throw e;
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
   }
-  rmSync(unpacked, { recursive: true, force: true });
-  mkdirSync(unpacked, { recursive: true });
-  execFileSync('tar', ['-xzf', tgz, '-C', unpacked, '--strip-components=1']);
   return unpacked;
 }
 

@@ -5,9 +5,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
 import { bundle } from '../../../src/cli/bundle.ts';
 import { nativeExec } from '../../../src/native/build.ts';
 import { noSandbox, runSandboxed } from '../native/sandbox.ts';
@@ -86,3 +87,30 @@ function assertNativeBin(out: string, arch: 'x86_64' | 'arm64'): void {
     assert.equal(elfMachine(file), arch === 'x86_64' ? 62 : 183);
   }
 }
+
+test('arm64 native package: test processes bundling side by side on a fresh cache each find it whole', async () => {
+  const cache = mkdtempSync(join(tmpdir(), 'qkexec-npm-cache-'));
+  try {
+    const repo = join(import.meta.dirname, '../../..');
+    const version = JSON.parse(readFileSync(join(repo, 'node_modules/koffi/package.json'), 'utf8')).version as string;
+    const script = `import { nativePackage } from ${JSON.stringify(join(repo, 'src/cli/bundle.ts'))};
+      console.log(nativePackage('arm64', ${JSON.stringify(version)}));`;
+    const one = () => new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+      const p = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: repo, env: { ...process.env, QKEXEC_CACHE: cache } });
+      let out = '';
+      let err = '';
+      p.stdout.on('data', (d) => (out += d));
+      p.stderr.on('data', (d) => (err += d));
+      p.on('close', (code) => resolve({ code, out: out.trim(), err }));
+    });
+    const runs = await Promise.all(Array.from({ length: 4 }, one));
+    for (const r of runs) assert.equal(r.code, 0, r.err);
+    const dirs = new Set(runs.map((r) => r.out));
+    assert.equal(dirs.size, 1, `one cached copy: ${[...dirs].join(', ')}`);
+    const dir = runs[0]!.out;
+    assert.equal(elfMachine(join(dir, 'linux_arm64/koffi.node')), 183, 'the aarch64 module is whole');
+    assert.deepEqual(readdirSync(join(cache, 'npm')), [basename(dir)], 'no temporary directory left behind');
+  } finally {
+    rmSync(cache, { recursive: true, force: true });
+  }
+});
