@@ -25,7 +25,7 @@
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { cachePath } from '../lab/cache.ts';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Arch } from '../image/types.ts';
@@ -39,9 +39,6 @@ export const NODE_CPU: Record<Arch, string> = { x86_64: 'x64', arm64: 'arm64' };
 /** ELF e_machine of each architecture's native module. */
 const E_MACHINE: Record<Arch, number> = { x86_64: 62, arm64: 183 };
 
-export function cacheDir(): string {
-  return process.env.QKEXEC_CACHE ?? join(homedir(), '.cache', 'qkexec');
-}
 
 function json(file: string): { version: string } {
   return JSON.parse(readFileSync(file, 'utf8')) as { version: string };
@@ -91,7 +88,7 @@ export function nativePackage(arch: Arch, version: string): string {
   const installed = join(NODE_MODULES, name);
   if (existsSync(installed) && json(join(installed, 'package.json')).version === version) return installed;
 
-  const cache = join(cacheDir(), 'npm');
+  const cache = cachePath('npm');
   const unpacked = join(cache, `koffi-linux-${NODE_CPU[arch]}-${version}`);
   if (existsSync(join(unpacked, 'package.json'))) return unpacked;
   mkdirSync(cache, { recursive: true });

@@ -26,6 +26,7 @@ import { REPO_ROOT } from '../assets/bundle.ts';
 import { run } from '../host.ts';
 import { readResults, LOADERS as RESULT_LOADERS, type LabResults, type LabRun, type Loader } from './results.ts';
 import { silentReporter, type Reporter } from '../progress.ts';
+import { tmpBeside } from '../cache.ts';
 import { QKEXEC_DIR } from '../guest/initramfs.ts';
 import { QkexecError } from '../../errors.ts';
 import { buildSecondInitrd, runScenario, type Scenario, type ScenarioResult } from '../guest/scenario.ts';
@@ -220,7 +221,7 @@ async function firstLine(cmd: string, args: string[]): Promise<string> {
 }
 
 async function writeAtomic(path: string, text: string): Promise<void> {
-  const tmp = `${path}.${process.pid}.tmp`;
+  const tmp = tmpBeside(path);
   await writeFile(tmp, text);
   await rename(tmp, path);
 }
